@@ -1,0 +1,12 @@
+"""emozone-lite: audio-driven 3D Gaussian talking heads with editable Action-Unit control.
+
+A small teaching reproduction of EmoZone-Talker (SZ-PAB + CIT-AE). Each module
+holds one idea; the notebooks in ``notebooks/`` walk through them in order.
+"""
+from __future__ import annotations
+
+from .utils import DATA_DIR, FAST, data_path, get_device, seed_everything
+
+__version__ = "0.1.0"
+
+__all__ = ["DATA_DIR", "FAST", "data_path", "get_device", "seed_everything", "__version__"]

@@ -1,0 +1,35 @@
+"""Committed notebooks carry no outputs and follow the tutorial shape (goals, summary, exercises)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pytest
+
+NB_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+NOTEBOOKS = sorted(NB_DIR.glob("[0-9][0-9]_*.ipynb"))
+
+
+def test_there_are_notebooks():
+    assert NOTEBOOKS, f"no notebooks found in {NB_DIR}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_has_no_outputs(path):
+    nb = nbformat.read(path, as_version=4)
+    dirty = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and (c.outputs or c.execution_count)]
+    assert not dirty, f"{path.name}: cells {dirty} have outputs; clear them before committing (jupyter nbconvert --clear-output --inplace)"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_shape(path):
+    nb = nbformat.read(path, as_version=4)
+    text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    assert "In this notebook you will" in text, f"{path.name}: no goals at the top"
+    assert "Summary" in text, f"{path.name}: no Summary section"
+    assert "Exercise" in text, f"{path.name}: no Exercises"
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert 8 <= len(code) <= 30, f"{path.name}: {len(code)} code cells; aim for 10-25 short cells"
+    assert any("assert" in c.source for c in code), f"{path.name}: no scratch-vs-library assert"
+    assert "seed_everything" in code[0].source, f"{path.name}: first code cell must seed"
+    assert any("NBVAL_IGNORE_OUTPUT" in c.source for c in code), f"{path.name}: no widget cell"

@@ -76,20 +76,41 @@ def orbit_viewmat(yaw_deg: float = 0.0, pitch_deg: float = 0.0, radius: float = 
     return look_at(eye, t)
 
 
-@dataclass
+@dataclass(eq=False)
 class Camera:
     """A pinhole camera: ``viewmat [4, 4]`` (world → camera), ``K [3, 3]``, image size.
+
+    Raises:
+        ValueError: if ``viewmat`` is not a finite ``[4, 4]`` matrix, ``K`` not a finite
+            ``[3, 3]`` matrix with positive focal lengths, or the size not positive.
 
     Examples:
         >>> cam = Camera.orbit(yaw_deg=20, width=128, height=128)
         >>> cam.viewmat.shape, cam.K.shape
         (torch.Size([4, 4]), torch.Size([3, 3]))
+        >>> cam.project(torch.tensor([HEAD_TARGET])).tolist()  # the target lands on the image centre
+        [[64.0, 64.0]]
     """
 
     viewmat: Tensor
     K: Tensor
     width: int
     height: int
+
+    def __post_init__(self) -> None:
+        self.viewmat = torch.as_tensor(self.viewmat, dtype=torch.float32) if not isinstance(self.viewmat, Tensor) else self.viewmat
+        self.K = torch.as_tensor(self.K, dtype=torch.float32) if not isinstance(self.K, Tensor) else self.K
+        if self.viewmat.shape != (4, 4):
+            raise ValueError(f"viewmat must have shape [4, 4] (world -> camera), got {list(self.viewmat.shape)}")
+        if self.K.shape != (3, 3):
+            raise ValueError(f"K must have shape [3, 3], got {list(self.K.shape)}")
+        if not (bool(torch.isfinite(self.viewmat).all()) and bool(torch.isfinite(self.K).all())):
+            raise ValueError("viewmat and K must contain only finite values")
+        if float(self.K[0, 0]) <= 0 or float(self.K[1, 1]) <= 0:
+            raise ValueError(f"K must have positive focal lengths fx, fy; got {float(self.K[0, 0])}, {float(self.K[1, 1])}")
+        if int(self.width) != self.width or int(self.height) != self.height or int(self.width) <= 0 or int(self.height) <= 0:
+            raise ValueError(f"width and height must be positive integers, got {self.width}x{self.height}")
+        self.width, self.height = int(self.width), int(self.height)
 
     @classmethod
     def orbit(
@@ -102,13 +123,33 @@ class Camera:
         height: int = 256,
         target=HEAD_TARGET,
     ) -> "Camera":
+        """A camera on a sphere of ``radius`` around ``target`` (see :func:`orbit_viewmat`)."""
         return cls(orbit_viewmat(yaw_deg, pitch_deg, radius, target), intrinsics_from_fov(fov_deg, width, height), int(width), int(height))
 
-    def project(self, points: Tensor) -> Tensor:
-        """Pinhole projection of world points ``[N, 3]`` → pixel coordinates ``[N, 2]``."""
+    @property
+    def position(self) -> Tensor:
+        """Camera centre in world coordinates ``[3]`` (``-Rᵀ t``)."""
+        R, t = self.viewmat[:3, :3], self.viewmat[:3, 3]
+        return -R.T @ t
+
+    def to(self, device: str | torch.device) -> "Camera":
+        """The same camera with its matrices on ``device``."""
+        return Camera(self.viewmat.to(device), self.K.to(device), self.width, self.height)
+
+    def world_to_camera(self, points: Tensor) -> Tensor:
+        """World points ``[N, 3]`` → camera coordinates ``[N, 3]`` (x right, y down, z depth)."""
         if points.ndim != 2 or points.shape[-1] != 3:
             raise ValueError(f"points must have shape [N, 3], got {tuple(points.shape)}")
-        pc = points @ self.viewmat[:3, :3].T.to(points) + self.viewmat[:3, 3].to(points)
+        return points @ self.viewmat[:3, :3].T.to(points) + self.viewmat[:3, 3].to(points)
+
+    def project(self, points: Tensor) -> Tensor:
+        """Pinhole projection of world points ``[N, 3]`` → pixel coordinates ``[N, 2]``.
+
+        ``u = fx · x / z + cx``, ``v = fy · y / z + cy`` in camera coordinates; pixel
+        ``(i, j)`` covers ``[i, i + 1) × [j, j + 1)``, so its centre is at ``+0.5``.
+        Points behind the camera (``z ≤ 0``) give meaningless coordinates.
+        """
+        pc = self.world_to_camera(points)
         uv = pc[:, :2] / pc[:, 2:3].clamp_min(1e-6)
         K = self.K.to(points)
         return uv * torch.stack([K[0, 0], K[1, 1]]) + torch.stack([K[0, 2], K[1, 2]])

@@ -5,6 +5,8 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.emozone-installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
+# idle OpenMP threads of torch must not spin against numba's renderer threads
+export OMP_WAIT_POLICY := PASSIVE
 
 .PHONY: install demo demo-fast test test-py test-nb lab bench clean
 

@@ -1,0 +1,314 @@
+"""EmoZone-lite: audio + AU track → deformed 3D Gaussian head → images.
+
+The whole data flow of DESIGN.md in one ``nn.Module``::
+
+    mel windows ─► AudioEncoder ─► audio tokens A_t [n_a, d]
+    AU track    ─► CITAE / PerFrameAUEncoder ─► AU tokens U_t [17, d]
+    canonical Gaussians μ_i ─► zones.soft_membership ─► w_i [Z]
+    SZPAB / ImplicitFusion(μ, w, A_t, U_t) ─► f_i [d]
+    DeformationField(f_i, μ_i) ─► (Δμ, Δq, Δs) ─► render.rasterize ─► image
+
+``ModelConfig(fusion="implicit", temporal="per_frame")`` gives the baselines of the
+ablation; everything else (sizes, seed, data) stays the same.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .attention import SZPAB, ImplicitFusion, modality_mass
+from .deform import DeformationField, apply_deformation
+from .gaussians import GaussianCloud
+from .landmarks import load_canonical_mesh
+from .temporal import CITAE, PerFrameAUEncoder
+from .zones import cloud_membership
+
+N_AUS = 17
+
+
+@dataclass
+class ModelConfig:
+    """Everything that defines an EmoZone-lite network (saved in every checkpoint).
+
+    Attributes:
+        fusion: ``"szpab"`` (zones + prioritized attention bias), ``"implicit"``
+            (concatenate audio and AU features → MLP; the paper's implicit-fusion
+            baseline) or ``"attention"`` (the same attention with one zone and
+            B = P = 0: routing learned with no spatial prior).
+        temporal: ``"citae"`` (channel-independent temporal AU encoder) or
+            ``"per_frame"`` (per-frame MLP over the 17 AU values; the baseline).
+        d_model: token / feature width ``d``.
+        n_mels: mel bands of the audio windows (``audio.N_MELS``).
+        audio_context: audio tokens per frame: the smoothed features of frames
+            ``t - audio_context // 2 … t + audio_context // 2``.
+        au_window, patch_len, patch_stride: CIT-AE windowing.
+        pe_freqs: positional-encoding frequencies of the canonical centres.
+        hidden: width of the hidden layers (queries, deformation MLP).
+        bias_mode: SZ-PAB bias table ``"learnable"`` (initialised from the prior) or ``"fixed"``.
+        au_prior: add the FACS anatomical per-AU prior ``P`` to the SZ-PAB logits.
+        zone_falloff: temperature of the soft zone membership (world units).
+        n_gaussians: Gaussians of the head used (an evenly spread subset; ``None`` = all).
+    """
+
+    fusion: Literal["szpab", "implicit", "attention"] = "szpab"
+    temporal: Literal["citae", "per_frame"] = "citae"
+    d_model: int = 32
+    n_mels: int = 80
+    audio_context: int = 5
+    au_window: int = 32
+    patch_len: int = 8
+    patch_stride: int = 4
+    pe_freqs: int = 6
+    hidden: int = 64
+    bias_mode: Literal["learnable", "fixed"] = "learnable"
+    au_prior: bool = True
+    zone_falloff: float = 0.06
+    n_gaussians: int | None = 6000
+
+    def __post_init__(self) -> None:
+        if self.fusion not in ("szpab", "implicit", "attention"):
+            raise ValueError(f"fusion must be 'szpab', 'implicit' or 'attention', got {self.fusion!r}")
+        if self.temporal not in ("citae", "per_frame"):
+            raise ValueError(f"temporal must be 'citae' or 'per_frame', got {self.temporal!r}")
+        if self.audio_context < 1 or self.audio_context % 2 == 0:
+            raise ValueError(f"audio_context must be a positive odd number, got {self.audio_context}")
+        if self.d_model < 4 or self.d_model % 4:
+            raise ValueError(f"d_model must be a positive multiple of 4, got {self.d_model}")
+
+    @property
+    def name(self) -> str:
+        """Short run name, e.g. ``"szpab+citae"``."""
+        return f"{self.fusion}+{self.temporal}"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown ModelConfig fields {sorted(unknown)}; expected a subset of {sorted(known)}")
+        return cls(**d)
+
+
+class AudioEncoder(nn.Module):
+    """Per-frame mel windows → audio tokens.
+
+    A small 1D conv net over the 16 mel steps of each frame's window (plus the frame
+    energy) gives one feature per video frame; a depthwise conv over neighbouring
+    frames smooths it in time; the tokens of frame ``t`` are the smoothed features of
+    frames ``t-k … t+k`` (edge-clamped) plus a learned offset embedding.
+
+    Shapes:
+        ``forward(mel_windows [T, 16, n_mels], energy [T]) -> [T, context, d]``
+    """
+
+    def __init__(self, n_mels: int = 80, d_model: int = 32, context: int = 5, hidden: int = 64) -> None:
+        super().__init__()
+        self.n_mels, self.d_model, self.context = int(n_mels), int(d_model), int(context)
+        self.conv = nn.Sequential(
+            nn.Conv1d(n_mels, hidden, 3, padding=1),
+            nn.GELU(),
+            nn.Conv1d(hidden, hidden, 3, stride=2, padding=1),
+            nn.GELU(),
+            nn.Conv1d(hidden, d_model, 3, stride=2, padding=1),
+            nn.GELU(),
+        )
+        self.energy = nn.Linear(1, d_model)
+        self.smooth = nn.Conv1d(d_model, d_model, 5, padding=0, groups=d_model, bias=False)  # edge-replicated below
+        with torch.no_grad():  # start as a moving average over 5 frames
+            self.smooth.weight.fill_(0.2)
+        self.offset_emb = nn.Parameter(0.02 * torch.randn(context, d_model))
+
+    def frame_features(self, mel_windows: Tensor, energy: Tensor) -> Tensor:
+        """``[T, 16, n_mels], [T] -> [T, d]`` smoothed per-frame features."""
+        if mel_windows.ndim != 3 or mel_windows.shape[-1] != self.n_mels:
+            raise ValueError(f"mel_windows must have shape [T, 16, {self.n_mels}], got {tuple(mel_windows.shape)}")
+        if energy.shape != mel_windows.shape[:1]:
+            raise ValueError(f"energy must have shape [T={mel_windows.shape[0]}], got {tuple(energy.shape)}")
+        # per-window normalisation: loudness-invariant and local (frame t sees only its window)
+        mu = mel_windows.mean(dim=(1, 2), keepdim=True)
+        x = (mel_windows - mu) / (mel_windows.std(dim=(1, 2), keepdim=True) + 1e-3)
+        h = self.conv(x.transpose(1, 2)).mean(-1) + self.energy(energy[:, None])  # [T, d]
+        h = F.pad(h.T[None], (2, 2), mode="replicate")
+        return self.smooth(h)[0].T  # [T, d]
+
+    def forward(self, mel_windows: Tensor, energy: Tensor) -> Tensor:
+        h = self.frame_features(mel_windows, energy)
+        T, k = h.shape[0], self.context // 2
+        idx = (torch.arange(T, device=h.device)[:, None] + torch.arange(-k, k + 1, device=h.device)).clamp(0, T - 1)
+        return h[idx] + self.offset_emb  # [T, context, d]
+
+
+def evenly_spread_subset(n_total: int, n: int | None) -> Tensor:
+    """Indices of an evenly spread subset of ``n`` out of ``n_total`` Gaussians."""
+    if n is None or n >= n_total:
+        return torch.arange(n_total)
+    return torch.linspace(0, n_total - 1, n).round().long()
+
+
+def vertex_readout_matrix(tri_index: Tensor, bary: Tensor, triangles: Tensor, n_vertices: int) -> Tensor:
+    """Dense ``[V, N]`` matrix turning per-Gaussian displacements into per-vertex ones.
+
+    The inverse of :func:`emozone_lite.head.carry_vertex_displacements`: each vertex
+    averages the displacements of the Gaussians on its triangles, weighted by the
+    barycentric weight the Gaussian gives that vertex. Vertices no Gaussian touches
+    get a zero row.
+    """
+    tri_index = tri_index.long()
+    verts = triangles.long()[tri_index]  # [N, 3]
+    n = tri_index.shape[0]
+    A = torch.zeros(n_vertices, n)
+    cols = torch.arange(n)[:, None].expand(n, 3)
+    A.index_put_((verts.reshape(-1), cols.reshape(-1)), bary.float().reshape(-1), accumulate=True)
+    return A / A.sum(1, keepdim=True).clamp_min(1e-8)
+
+
+@dataclass
+class HeadState:
+    """Deformed Gaussians of ``B`` frames: ``means [B, N, 3]``, ``quats [B, N, 4]``,
+    ``scales [B, N, 3]``, ``vertices [B, 468, 3]`` (read out from the Gaussians) and
+    the SZ-PAB attention ``weights [B, N, M]`` (``None`` for implicit fusion)."""
+
+    means: Tensor
+    quats: Tensor
+    scales: Tensor
+    vertices: Tensor
+    weights: Tensor | None
+
+
+class EmoZoneLite(nn.Module):
+    """The EmoZone-lite talking head (see the module docstring for the data flow).
+
+    Args:
+        config: a :class:`ModelConfig`.
+        head: the canonical Gaussian head (``head.load_head()``) with ``tri_index`` and
+            ``bary`` extras.
+
+    Examples:
+        >>> from emozone_lite.head import load_head
+        >>> m = EmoZoneLite(ModelConfig(n_gaussians=500), load_head())
+        >>> a, u = m.encode(torch.randn(10, 16, 80), torch.rand(10), torch.rand(10, 17))
+        >>> s = m.deform(a[:2], u[:2])
+        >>> s.means.shape, s.vertices.shape
+        (torch.Size([2, 500, 3]), torch.Size([2, 468, 3]))
+    """
+
+    def __init__(self, config: ModelConfig, head: GaussianCloud) -> None:
+        super().__init__()
+        if not isinstance(config, ModelConfig):
+            raise ValueError(f"config must be a ModelConfig, got {type(config).__name__}")
+        for key in ("tri_index", "bary"):
+            if key not in head.extras:
+                raise ValueError(f"head has no {key!r} extra; load it with emozone_lite.head.load_head()")
+        self.config = config
+        c = config
+        idx = evenly_spread_subset(len(head), c.n_gaussians)
+        sub = head.subset(idx)
+        self.register_buffer("means", sub.means.float().contiguous())
+        self.register_buffer("quats", F.normalize(sub.quats.float(), dim=-1).contiguous())
+        self.register_buffer("scales", sub.scales.float().contiguous())
+        self.register_buffer("opacities", sub.opacities.float().contiguous())
+        self.register_buffer("colors", sub.colors.float().clamp(0, 1).contiguous())
+        mesh = load_canonical_mesh()
+        self.register_buffer("rest_vertices", torch.as_tensor(mesh.vertices, dtype=torch.float32))
+        self.register_buffer(
+            "readout",
+            vertex_readout_matrix(sub.extras["tri_index"], sub.extras["bary"], torch.as_tensor(mesh.triangles), len(mesh.vertices)),
+        )
+        # zones are measured on the canonical mesh (each Gaussian's triangle + barycentrics), not on
+        # the photo-fitted centres, which sit up to ~2 cm off the canonical surface
+        zone_w = cloud_membership(sub, falloff=c.zone_falloff).float()
+        if c.fusion == "attention":  # plain attention: one zone, no bias
+            zone_w = torch.ones(len(idx), 1)
+        self.register_buffer("zone_weights", zone_w)
+
+        self.audio_encoder = AudioEncoder(c.n_mels, c.d_model, c.audio_context, c.hidden)
+        if c.temporal == "citae":
+            self.au_encoder: nn.Module = CITAE(
+                n_aus=N_AUS, window=c.au_window, patch_len=c.patch_len, stride=c.patch_stride, d_model=c.d_model
+            )
+        else:
+            self.au_encoder = PerFrameAUEncoder(n_aus=N_AUS, d_model=c.d_model)
+        fusion_kw = dict(
+            d_model=c.d_model, n_zones=self.zone_weights.shape[1], d_audio=c.d_model, d_au=c.d_model,
+            n_freqs=c.pe_freqs, hidden=c.hidden, n_au=N_AUS,
+        )
+        if c.fusion == "szpab":
+            self.fusion: nn.Module = SZPAB(bias_mode=c.bias_mode, au_prior="anatomical" if c.au_prior else None, **fusion_kw)
+        elif c.fusion == "attention":
+            self.fusion = SZPAB(bias_mode="fixed", bias=torch.zeros(1, 3), au_prior=None, **fusion_kw)
+        else:
+            self.fusion = ImplicitFusion(**fusion_kw)
+        self.deformation = DeformationField(feat_dim=c.d_model, pe_freqs=c.pe_freqs, hidden=c.hidden)
+
+    @property
+    def n_gaussians(self) -> int:
+        return self.means.shape[0]
+
+    def encode(self, mel_windows: Tensor, energy: Tensor, aus: Tensor) -> tuple[Tensor, Tensor]:
+        """Tokens of a whole clip.
+
+        Args:
+            mel_windows: ``[T, 16, n_mels]`` (``audio.features(...).mel_windows``).
+            energy: ``[T]`` per-frame energy in [0, 1].
+            aus: ``[T, 17]`` AU intensities (0–5) at the same frame rate.
+
+        Returns:
+            ``(audio_tokens [T, audio_context, d], au_tokens [T, 17, d])``.
+        """
+        if aus.ndim != 2 or aus.shape[1] != N_AUS:
+            raise ValueError(f"aus must have shape [T, 17], got {tuple(aus.shape)}")
+        if aus.shape[0] != mel_windows.shape[0]:
+            raise ValueError(
+                f"the AU track has {aus.shape[0]} frames but the audio has {mel_windows.shape[0]}; "
+                "resample the AUs to the audio frame count (AUTrack.resample(n_frames=...))"
+            )
+        if not bool(torch.isfinite(aus).all()):
+            raise ValueError("aus contains NaN or inf")
+        audio_tokens = self.audio_encoder(mel_windows, energy)
+        au_tokens = self.au_encoder(aus[None] / 5.0)[0]  # intensities scaled to [0, 1]
+        return audio_tokens, au_tokens
+
+    def deform(self, audio_tokens: Tensor, au_tokens: Tensor) -> HeadState:
+        """Deformed Gaussians for ``B`` frames from their tokens ``[B, n_a, d]``, ``[B, 17, d]``."""
+        fused, weights = self.fusion(self.means, self.zone_weights, audio_tokens, au_tokens)
+        d = self.deformation(fused, self.means)
+        means, quats, scales = apply_deformation((self.means, self.quats, self.scales), d)
+        vertices = self.rest_vertices + torch.einsum("vn,bnk->bvk", self.readout, d.dmeans)
+        return HeadState(means, quats, scales, vertices, weights)
+
+    def forward(self, mel_windows: Tensor, energy: Tensor, aus: Tensor, frames: Tensor | None = None) -> HeadState:
+        """Deformed Gaussians for ``frames`` (default: every frame) of a clip."""
+        a, u = self.encode(mel_windows, energy, aus)
+        if frames is not None:
+            a, u = a[frames], u[frames]
+        return self.deform(a, u)
+
+    def render(self, state: HeadState, viewmats: Tensor, Ks: Tensor, width: int, height: int,
+               background: Tensor | None = None, backend: str = "auto") -> Tensor:
+        """Render ``B`` frames from ``C`` cameras → ``[B, C, H, W, 3]``."""
+        from .render import rasterize  # noqa: PLC0415
+
+        C = viewmats.shape[0]
+        bg = None if background is None else background.to(self.means).expand(C, 3)
+        out = []
+        for b in range(state.means.shape[0]):
+            img, _, _ = rasterize(
+                state.means[b], state.quats[b], state.scales[b], self.opacities, self.colors,
+                viewmats, Ks, width, height, backend=backend, backgrounds=bg,
+            )
+            out.append(img)
+        return torch.stack(out)
+
+    def attention_mass(self, state: HeadState) -> Tensor | None:
+        """Share of each Gaussian's attention on audio / AU / null tokens ``[B, N, 3]``."""
+        if state.weights is None:
+            return None
+        tm = self.fusion.token_modality(self.config.audio_context)
+        return modality_mass(state.weights, tm)

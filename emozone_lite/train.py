@@ -1,0 +1,648 @@
+"""Training data from the teacher rig, CPU training with atomic checkpoints, evaluation,
+and the four-run ablation (implicit / SZ-PAB × per-frame / CIT-AE).
+
+The student never sees the teacher's geometry: its inputs are the audio features and
+an AU track *as a detector would report it* (the teacher's AUs plus per-frame noise,
+like OpenFace on real video); its supervision is the teacher's rendered frames
+(L1 + D-SSIM) plus, optionally, the teacher's 2D landmarks (observable in real video
+with any landmark detector).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from . import aus as aus_mod
+from .audio import features_from_file, load_audio
+from .camera import Camera, stack_cameras
+from .head import load_head
+from .landmarks import estimate_aus
+from .metrics import MOUTH_IDX, UPPER_FACE_IDX, jitter, l1_dssim_loss, lip_sync_corr, lmd, mouth_opening, psnr, ssim
+from .metrics import aue as aue_metric
+from .model import EmoZoneLite, ModelConfig
+from .teacher import TeacherRig, sequence
+from .utils import FAST, atomic_write, data_path, seed_everything
+
+#: (wav, phone label) of the bundled utterances: training speech and held-out speech.
+TRAIN_UTTERANCES = (("arctic_a0009.wav", "arctic_a0009_phone.lab"),)
+TEST_UTTERANCES = (("arctic_a0007.wav", "arctic_a0007_phone.lab"),)
+
+
+
+@dataclass
+class TrainConfig:
+    """How a model is trained (saved in every checkpoint with the model config and seed).
+
+    Attributes:
+        steps: optimiser steps.
+        lr: Adam learning rate.
+        batch_frames: frames per step (each rendered from ``views_per_step`` cameras).
+        views_per_step: cameras drawn per step from the training views.
+        image_size: square render size for training and evaluation.
+        yaws: camera yaws (degrees) of the training / evaluation views.
+        lambda_dssim: weight of D-SSIM in the photometric loss.
+        lambda_lmk: weight of the 2D landmark loss (0 = photometric only).
+        au_noise: std of the per-frame noise on the student's input AUs (detector-like).
+        n_scripts: AU scripts rendered over each training utterance.
+        holdout_every: every k-th frame of the training clips is held out for testing.
+        ckpt_every: steps between checkpoints.
+        seed: seeds data scripts, noise, initialisation and batching.
+    """
+
+    steps: int = 300
+    lr: float = 3e-3
+    batch_frames: int = 2
+    views_per_step: int = 2
+    image_size: int = 96
+    yaws: tuple[float, ...] = (-25.0, 0.0, 25.0)
+    lambda_dssim: float = 0.2
+    lambda_lmk: float = 1.0
+    au_noise: float = 0.35
+    n_scripts: int = 3
+    holdout_every: int = 5
+    ckpt_every: int = 50
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["yaws"] = list(self.yaws)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown TrainConfig fields {sorted(unknown)}; expected a subset of {sorted(known)}")
+        d = dict(d)
+        if "yaws" in d:
+            d["yaws"] = tuple(float(y) for y in d["yaws"])
+        return cls(**d)
+
+    @classmethod
+    def fast(cls, **kw) -> "TrainConfig":
+        """A small configuration for CI and ``--fast`` runs (same code, fewer steps / pixels)."""
+        base = dict(steps=40, image_size=64, n_scripts=2, ckpt_every=20)
+        base.update(kw)
+        return cls(**base)
+
+
+# --------------------------------------------------------------------------- data
+@dataclass
+class Clip:
+    """One utterance with its AU script and the teacher's ground truth.
+
+    Attributes:
+        name: e.g. ``"arctic_a0009/happy-surprise"``.
+        wav: path of the speech.
+        mel_windows: ``[T, 16, n_mels]``; energy: ``[T]``.
+        aus_true: ``[T, 17]`` the teacher's AUs; aus_input: ``[T, 17]`` what the student sees.
+        frames: ``[T, C, H, W, 3]`` teacher renders; landmarks2d: ``[T, C, 468, 2]``.
+        vertices: ``[T, 468, 3]`` teacher mesh.
+    """
+
+    name: str
+    wav: Path
+    mel_windows: Tensor
+    energy: Tensor
+    aus_true: Tensor
+    aus_input: Tensor
+    frames: Tensor
+    landmarks2d: Tensor
+    vertices: Tensor
+
+    @property
+    def n_frames(self) -> int:
+        return self.mel_windows.shape[0]
+
+
+@dataclass
+class Dataset:
+    """Training clips, test clips and the cameras (``viewmats [C,4,4]``, ``Ks [C,3,3]``)."""
+
+    train: list[Clip]
+    test: list[Clip]
+    cameras: list[Camera]
+    holdout_every: int
+    train_frames: list[Tensor] = field(default_factory=list)  # per train clip: frame indices used for training
+    heldout_frames: list[Tensor] = field(default_factory=list)
+
+    @property
+    def viewmats(self) -> Tensor:
+        return stack_cameras(self.cameras)[0]
+
+    @property
+    def Ks(self) -> Tensor:
+        return stack_cameras(self.cameras)[1]
+
+
+EMOTIONS = ("happy", "surprise", "anger", "sadness", "fear", "disgust", "contempt")
+
+
+def au_script(duration_s: float, seed: int, fps: float = 25.0) -> aus_mod.AUTrack:
+    """A random but plausible expression script: 2–3 emotion keyframes with blinks."""
+    rng = random.Random(seed)
+    names = ["neutral"] + rng.sample(EMOTIONS, 2)
+    times = sorted(rng.uniform(0.2, 0.9) * duration_s for _ in range(2))
+    keys = [(0.0, names[0]), (times[0], names[1]), (times[1], names[2]), (duration_s, names[2])]
+    track = aus_mod.from_keyframes(keys, duration_s, fps=fps)
+    return aus_mod.blink_track(track, fps=fps, seed=seed)
+
+
+def edit_script(duration_s: float, before: str = "neutral", after: str = "surprise", fps: float = 25.0, seed: int = 0) -> aus_mod.AUTrack:
+    """The demo's expression edit: ``before`` for the first half, ``after`` from halfway."""
+    h = duration_s / 2
+    keys = [(0.0, before), (h - 0.15, before), (h + 0.15, after), (duration_s, after)]
+    return aus_mod.blink_track(aus_mod.from_keyframes(keys, duration_s, fps=fps), fps=fps, seed=seed)
+
+
+def detector_noise(values: Tensor, std: float, seed: int) -> Tensor:
+    """``values [T, 17]`` plus i.i.d. per-frame noise, clipped to [0, 5] (a detector's view)."""
+    g = torch.Generator().manual_seed(seed)
+    return (values + std * torch.randn(values.shape, generator=g)).clamp(0.0, 5.0)
+
+
+def make_cameras(cfg: TrainConfig) -> list[Camera]:
+    return [Camera.orbit(yaw_deg=y, width=cfg.image_size, height=cfg.image_size) for y in cfg.yaws]
+
+
+def make_clip(wav: str | os.PathLike, lab: str | os.PathLike | None, script: aus_mod.AUTrack, cameras: list[Camera],
+              au_noise: float, seed: int, name: str, head=None, rig: TeacherRig | None = None) -> Clip:
+    """Teacher ground truth + student inputs for one utterance and one AU script."""
+    feats = features_from_file(wav)
+    T = feats.n_frames
+    seq = sequence(lab if lab is not None else wav, script, cameras, head=head, rig=rig, resample_aus=True, n_frames=T)
+    aus_true = torch.as_tensor(seq.aus, dtype=torch.float32)
+    return Clip(
+        name=name,
+        wav=Path(wav),
+        mel_windows=torch.as_tensor(feats.mel_windows, dtype=torch.float32),
+        energy=torch.as_tensor(feats.energy, dtype=torch.float32),
+        aus_true=aus_true,
+        aus_input=detector_noise(aus_true, au_noise, seed),
+        frames=torch.as_tensor(seq.frames, dtype=torch.float32),
+        landmarks2d=torch.as_tensor(seq.landmarks2d, dtype=torch.float32),
+        vertices=torch.as_tensor(seq.vertices, dtype=torch.float32),
+    )
+
+
+def build_dataset(cfg: TrainConfig, progress: bool = True) -> Dataset:
+    """Teacher clips: each training utterance × ``n_scripts`` AU scripts; the held-out
+    utterance with the demo's neutral → surprise edit."""
+    from tqdm.auto import tqdm
+
+    cams = make_cameras(cfg)
+    head, rig = load_head(), TeacherRig.default()
+    jobs = []
+    for wav, lab in TRAIN_UTTERANCES:
+        dur = len(load_audio(data_path(wav))) / 16000
+        for k in range(cfg.n_scripts):
+            s = cfg.seed * 1000 + k
+            jobs.append(("train", wav, lab, au_script(dur, s), s, f"{Path(wav).stem}/script{k}"))
+    for wav, lab in TEST_UTTERANCES:
+        dur = len(load_audio(data_path(wav))) / 16000
+        s = cfg.seed * 1000 + 999
+        jobs.append(("test", wav, lab, edit_script(dur, seed=s), s, f"{Path(wav).stem}/neutral-surprise"))
+    train, test = [], []
+    for split, wav, lab, script, s, name in tqdm(jobs, desc="teacher clips", disable=not progress):
+        clip = make_clip(data_path(wav), data_path(lab), script, cams, cfg.au_noise, s, name, head=head, rig=rig)
+        (train if split == "train" else test).append(clip)
+    ds = Dataset(train, test, cams, cfg.holdout_every)
+    for c in train:
+        idx = torch.arange(c.n_frames)
+        held = (idx % cfg.holdout_every) == (cfg.holdout_every // 2)
+        ds.train_frames.append(idx[~held])
+        ds.heldout_frames.append(idx[held])
+    return ds
+
+
+# --------------------------------------------------------------------- checkpoints
+CKPT_VERSION = 1
+
+
+def save_checkpoint(path: str | os.PathLike, model: EmoZoneLite, optimizer, step: int, train_cfg: TrainConfig,
+                    history: list[dict]) -> Path:
+    """Write a checkpoint atomically (temporary file + rename): an interrupted save never
+    corrupts the previous checkpoint."""
+    payload = {
+        "version": CKPT_VERSION,
+        "model_config": model.config.to_dict(),
+        "train_config": train_cfg.to_dict(),
+        "seed": train_cfg.seed,
+        "step": int(step),
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "history": json.dumps(history),
+        "torch_rng": torch.get_rng_state(),
+        "python_rng": json.dumps(random.getstate()),
+    }
+    with atomic_write(path, "wb") as f:
+        torch.save(payload, f)
+    return Path(path)
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict:
+    """Load a checkpoint safely (``weights_only=True``) with clear errors."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated, not a torch file, pickled objects …
+        raise ValueError(f"cannot read checkpoint {path}: {type(e).__name__}: {e}; expected a file written by emozone-lite train") from e
+    if not isinstance(ck, dict) or ck.get("version") != CKPT_VERSION or "model_config" not in ck:
+        raise ValueError(f"{path} is not an emozone-lite checkpoint (version {CKPT_VERSION} with a model_config)")
+    return ck
+
+
+def load_model(path: str | os.PathLike, head=None, expected_config: ModelConfig | None = None) -> tuple[EmoZoneLite, dict]:
+    """Rebuild a model from a checkpoint. Raises ``ValueError`` when ``expected_config``
+    differs from the checkpoint's (naming the differing fields)."""
+    ck = read_checkpoint(path)
+    cfg = ModelConfig.from_dict(ck["model_config"])
+    if expected_config is not None and expected_config != cfg:
+        diff = {k: (v, getattr(expected_config, k)) for k, v in cfg.to_dict().items() if getattr(expected_config, k) != v}
+        raise ValueError(f"checkpoint {path} was trained with another config; differing fields (checkpoint, requested): {diff}")
+    model = EmoZoneLite(cfg, load_head() if head is None else head)
+    try:
+        model.load_state_dict(ck["model"])
+    except RuntimeError as e:
+        raise ValueError(f"checkpoint {path} does not fit this model ({cfg.name}): {e}") from e
+    return model, ck
+
+
+# ------------------------------------------------------------------------ training
+def _project(vertices: Tensor, viewmats: Tensor, Ks: Tensor) -> Tensor:
+    """``vertices [B, V, 3]`` → pixel coordinates ``[B, C, V, 2]`` for every camera."""
+    pc = torch.einsum("cij,bvj->bcvi", viewmats[:, :3, :3], vertices) + viewmats[None, :, None, :3, 3]
+    uv = pc[..., :2] / pc[..., 2:3].clamp_min(1e-6)
+    f = torch.stack([Ks[:, 0, 0], Ks[:, 1, 1]], -1)[None, :, None]
+    c = torch.stack([Ks[:, 0, 2], Ks[:, 1, 2]], -1)[None, :, None]
+    return uv * f + c
+
+
+def train(model_cfg: ModelConfig, train_cfg: TrainConfig, data: Dataset, out_dir: str | os.PathLike | None = None,
+          resume: bool = True, progress: bool = True, head=None) -> tuple[EmoZoneLite, list[dict]]:
+    """Train one model; checkpoints to ``out_dir/checkpoint.pt`` every ``ckpt_every`` steps.
+
+    With ``resume=True`` and a checkpoint present, training continues from its step
+    (same config required: a checkpoint from another config raises ``ValueError``), so an
+    interrupted run loses at most one checkpoint interval. Deterministic for a seed.
+
+    Returns:
+        ``(model, history)`` with one dict per step (``step, loss, photo, lmk, seconds``).
+    """
+    from tqdm.auto import tqdm
+
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    seed_everything(train_cfg.seed)
+    head = load_head() if head is None else head
+    model = EmoZoneLite(model_cfg, head)
+    opt = torch.optim.Adam(model.parameters(), lr=train_cfg.lr)
+    history: list[dict] = []
+    start = 0
+    ckpt = Path(out_dir) / "checkpoint.pt" if out_dir is not None else None
+    if ckpt is not None and resume and ckpt.exists():
+        ck = read_checkpoint(ckpt)
+        if ck["model_config"] != model_cfg.to_dict() or ck["train_config"] != train_cfg.to_dict():
+            raise ValueError(
+                f"{ckpt} holds a run with another config (model {ck['model_config']}, train {ck['train_config']}); "
+                "use another out_dir or resume=False"
+            )
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        history = json.loads(ck["history"])
+        start = int(ck["step"])
+        torch.set_rng_state(ck["torch_rng"])
+        st = json.loads(ck["python_rng"])
+        random.setstate((st[0], tuple(st[1]), st[2]))
+    rng = random.Random(train_cfg.seed)
+    for _ in range(start):  # replay the batch sampler so a resumed run draws the same batches
+        _draw(rng, data, train_cfg)
+    viewmats, Ks, S = data.viewmats, data.Ks, train_cfg.image_size
+    bg = torch.ones(3)
+    model.train()
+    bar = tqdm(range(start, train_cfg.steps), desc=f"train {model_cfg.name}", disable=not progress, initial=start, total=train_cfg.steps)
+    for step in bar:
+        t0 = time.perf_counter()
+        ci, frames, views = _draw(rng, data, train_cfg)
+        clip = data.train[ci]
+        state = model(clip.mel_windows, clip.energy, clip.aus_input, frames)
+        img = model.render(state, viewmats[views], Ks[views], S, S, background=bg)  # [B, V, H, W, 3]
+        target = clip.frames[frames][:, views]
+        photo = l1_dssim_loss(img.flatten(0, 1), target.flatten(0, 1), train_cfg.lambda_dssim, layout="hwc")
+        loss = photo
+        lmk_loss = torch.zeros(())
+        if train_cfg.lambda_lmk > 0:
+            pred = _project(state.vertices, viewmats[views], Ks[views])
+            lmk_loss = (pred - clip.landmarks2d[frames][:, views]).norm(dim=-1).mean() / S
+            loss = loss + train_cfg.lambda_lmk * lmk_loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        rec = {"step": step + 1, "loss": loss.item(), "photo": photo.item(), "lmk": lmk_loss.item(), "seconds": time.perf_counter() - t0}
+        history.append(rec)
+        bar.set_postfix(loss=f"{rec['loss']:.4f}")
+        if ckpt is not None and ((step + 1) % train_cfg.ckpt_every == 0 or step + 1 == train_cfg.steps):
+            save_checkpoint(ckpt, model, opt, step + 1, train_cfg, history)
+    model.eval()
+    return model, history
+
+
+def _draw(rng: random.Random, data: Dataset, cfg: TrainConfig) -> tuple[int, Tensor, Tensor]:
+    ci = rng.randrange(len(data.train))
+    pool = data.train_frames[ci].tolist()
+    frames = torch.tensor(sorted(rng.sample(pool, min(cfg.batch_frames, len(pool)))))
+    views = torch.tensor(sorted(rng.sample(range(len(data.cameras)), min(cfg.views_per_step, len(data.cameras)))))
+    return ci, frames, views
+
+
+# ---------------------------------------------------------------------- evaluation
+@torch.no_grad()
+def predict(model: EmoZoneLite, clip: Clip, data: Dataset, frames: Tensor | None = None, image_size: int | None = None,
+            chunk: int = 8) -> dict[str, Tensor]:
+    """Student renders ``[T, C, H, W, 3]``, vertices ``[T, 468, 3]`` and landmarks ``[T, C, 468, 2]``."""
+    S = image_size or data.cameras[0].width
+    frames = torch.arange(clip.n_frames) if frames is None else frames
+    a, u = model.encode(clip.mel_windows, clip.energy, clip.aus_input)
+    imgs, verts = [], []
+    for i in range(0, len(frames), chunk):
+        f = frames[i : i + chunk]
+        st = model.deform(a[f], u[f])
+        imgs.append(model.render(st, data.viewmats, data.Ks, S, S, background=torch.ones(3)))
+        verts.append(st.vertices)
+    v = torch.cat(verts)
+    return {"frames": torch.cat(imgs), "vertices": v, "landmarks2d": _project(v, data.viewmats, data.Ks)}
+
+
+def _au_from_landmarks(lmk2d: Tensor) -> np.ndarray:
+    """AUs from a front-view 2D landmark track ``[T, 468, 2]`` with the geometric estimator
+    (the same estimator for student and teacher; neutral = the canonical mesh)."""
+    return np.asarray(estimate_aus(lmk2d.numpy()), dtype=np.float64)
+
+
+def evaluate_clip(model: EmoZoneLite, clip: Clip, data: Dataset, frames: Tensor | None = None) -> dict[str, float]:
+    """All metrics of DESIGN.md on one clip (optionally a subset of its frames)."""
+    frames = torch.arange(clip.n_frames) if frames is None else frames
+    pred = predict(model, clip, data, frames)
+    gt_img, gt_lmk = clip.frames[frames], clip.landmarks2d[frames]
+    front = int(np.argmin([abs(y) for y in _yaws(data)]))
+    mouth_idx, upper_idx = np.asarray(MOUTH_IDX), np.asarray(UPPER_FACE_IDX)
+    pi, gi = pred["frames"].flatten(0, 1), gt_img.flatten(0, 1)
+    au_p = _au_from_landmarks(pred["landmarks2d"][:, front])
+    au_g = _au_from_landmarks(gt_lmk[:, front])
+    open_p = mouth_opening(pred["landmarks2d"][:, front].numpy())
+    open_g = mouth_opening(gt_lmk[:, front].numpy())
+    out = {
+        "psnr": float(psnr(pi, gi)),
+        "ssim": float(ssim(pi, gi)),
+        "lmd_mouth": float(lmd(pred["landmarks2d"].flatten(0, 1), gt_lmk.flatten(0, 1), mouth_idx)),
+        "lmd_upper": float(lmd(pred["landmarks2d"].flatten(0, 1), gt_lmk.flatten(0, 1), upper_idx)),
+        "aue_upper": float(aue_metric(au_p, au_g, "upper")),
+        "aue_lower": float(aue_metric(au_p, au_g, "lower")),
+        "lip_sync": float(lip_sync_corr(open_p, open_g)),
+    }
+    if len(frames) >= 3 and bool((frames[1:] - frames[:-1] == 1).all()):  # jitter needs consecutive frames
+        out["jitter_upper_lmk"] = float(jitter(pred["landmarks2d"][:, front, upper_idx].numpy()))
+        out["jitter_upper_lmk_teacher"] = float(jitter(gt_lmk[:, front, upper_idx].numpy()))
+        out["jitter_au"] = float(jitter(au_p))
+        out["jitter_au_teacher"] = float(jitter(au_g))
+    return out
+
+
+def _yaws(data: Dataset) -> list[float]:
+    out = []
+    for c in data.cameras:
+        eye = -c.viewmat[:3, :3].T @ c.viewmat[:3, 3]
+        out.append(math.degrees(math.atan2(float(eye[0]), float(eye[2]))))
+    return out
+
+
+def evaluate(model: EmoZoneLite, data: Dataset) -> dict[str, dict[str, float]]:
+    """Metrics on the held-out utterance(s) and on the held-out frames of the training clips."""
+    res: dict[str, dict[str, float]] = {}
+    for clip in data.test:
+        res[f"heldout_utterance:{clip.name}"] = evaluate_clip(model, clip, data)
+    per = [evaluate_clip(model, c, data, f) for c, f in zip(data.train, data.heldout_frames)]
+    if per:
+        res["heldout_frames"] = {k: float(np.mean([p[k] for p in per])) for k in per[0]}
+    return res
+
+
+# ------------------------------------------------------------------------ ablation
+ABLATION_RUNS = (
+    ModelConfig(fusion="implicit", temporal="per_frame"),
+    ModelConfig(fusion="implicit", temporal="citae"),
+    ModelConfig(fusion="szpab", temporal="per_frame"),
+    ModelConfig(fusion="szpab", temporal="citae"),
+)
+
+TABLE_COLUMNS = (
+    ("psnr", "PSNR ↑"), ("ssim", "SSIM ↑"), ("lmd_mouth", "LMD-mouth ↓"), ("lmd_upper", "LMD-upper ↓"),
+    ("aue_upper", "AUE-U ↓"), ("aue_lower", "AUE-L ↓"), ("jitter_upper_lmk", "jitter-U ↓"), ("jitter_au", "AU jitter ↓"),
+    ("lip_sync", "lip-sync ↑"),
+)
+
+
+def claim_check(rows: dict[str, dict[str, float]], psnr_margin: float = 0.5, sync_margin: float = 0.05) -> dict:
+    """The paper's claim: SZ-PAB + CIT-AE has lower AUE-U and lower jitter than implicit +
+    per-frame, at PSNR and lip sync within a small margin. Returns each part and the verdict."""
+    full, base = rows["szpab+citae"], rows["implicit+per_frame"]
+    parts = {
+        "lower AUE-U": full["aue_upper"] < base["aue_upper"],
+        "lower landmark jitter": full["jitter_upper_lmk"] < base["jitter_upper_lmk"],
+        f"PSNR within {psnr_margin} dB": full["psnr"] >= base["psnr"] - psnr_margin,
+        f"lip sync within {sync_margin}": full["lip_sync"] >= base["lip_sync"] - sync_margin,
+    }
+    return {"parts": parts, "holds": all(parts.values())}
+
+
+def ablation_table(results: dict[str, dict], split: str) -> str:
+    """Markdown table of one split's metrics for every run, with the claim check."""
+    rows = {name: r[split] for name, r in results.items()}
+    head = "| run | " + " | ".join(lbl for _, lbl in TABLE_COLUMNS) + " |"
+    sep = "|---|" + "---:|" * len(TABLE_COLUMNS)
+    lines = [head, sep]
+    for name, r in rows.items():
+        lines.append(f"| {name} | " + " | ".join(f"{r.get(k, float('nan')):.4g}" for k, _ in TABLE_COLUMNS) + " |")
+    return "\n".join(lines)
+
+
+def run_name(model_cfg: ModelConfig) -> str:
+    """Folder name of a run: ``szpab_citae-<hash of the config>``."""
+    return f"{model_cfg.name.replace('+', '_')}-{_key(model_cfg.to_dict())}"
+
+
+def run_ablation(train_cfg: TrainConfig, data: Dataset, out_dir: str | os.PathLike, runs=ABLATION_RUNS,
+                 progress: bool = True, resume: bool = True, runs_dir: str | os.PathLike | None = None) -> dict:
+    """Train and evaluate each run with the same seed and budget; write
+    ``ablation.json``, ``ablation.md`` and ``ablation.png`` to ``out_dir``.
+
+    Checkpoints go to ``runs_dir/<run_name>/checkpoint.pt`` (default ``out_dir/runs``);
+    finished runs are reused and interrupted ones resume."""
+    out_dir = Path(out_dir)
+    runs_dir = Path(runs_dir) if runs_dir is not None else out_dir / "runs"
+    results, models, histories = {}, {}, {}
+    for cfg in runs:
+        model, hist = train(cfg, train_cfg, data, runs_dir / run_name(cfg), resume=resume, progress=progress)
+        results[cfg.name] = evaluate(model, data)
+        models[cfg.name], histories[cfg.name] = model, hist
+    test_split = next(k for k in next(iter(results.values())) if k.startswith("heldout_utterance"))
+    claim = claim_check({n: r[test_split] for n, r in results.items()}) if {"szpab+citae", "implicit+per_frame"} <= set(results) else None
+    report = {
+        "train_config": train_cfg.to_dict(),
+        "results": results,
+        "claim": claim,
+        "seconds_per_step": {n: float(np.median([h["seconds"] for h in hist])) for n, hist in histories.items()},
+    }
+    with atomic_write(out_dir / "ablation.json", "w") as f:
+        json.dump(report, f, indent=2)
+    md = [f"# Ablation (seed {train_cfg.seed}, {train_cfg.steps} steps, {train_cfg.image_size}px, {os.cpu_count()} cores)", ""]
+    md += [f"## Held-out utterance ({test_split.split(':', 1)[1]})", "", ablation_table(results, test_split), ""]
+    if "heldout_frames" in next(iter(results.values())):
+        md += ["## Held-out frames of the training clips", "", ablation_table(results, "heldout_frames"), ""]
+    if claim is not None:
+        verdict = "holds" if claim["holds"] else "does NOT hold"
+        md += [f"**Paper claim on the held-out utterance {verdict} in this run.**", ""]
+        md += [f"- {k}: {'yes' if v else 'no'}" for k, v in claim["parts"].items()]
+        md += ["", "Jitter is the mean squared second difference of the front-view upper-face landmark track "
+               "(pixels²) and of the AU track estimated from it; AUs are estimated from landmarks with the same "
+               "geometric estimator for student and teacher."]
+    with atomic_write(out_dir / "ablation.md", "w") as f:
+        f.write("\n".join(md) + "\n")
+    fig = plot_ablation(results, test_split)
+    fig.savefig(out_dir / "ablation.png", dpi=110)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    report["models"] = models
+    report["histories"] = histories
+    return report
+
+
+def plot_ablation(results: dict[str, dict], split: str):
+    """Bar charts of the key metrics of each run → ``Figure``."""
+    import matplotlib.pyplot as plt
+
+    keys = [("aue_upper", "AUE-U ↓"), ("jitter_upper_lmk", "jitter-U ↓"), ("psnr", "PSNR ↑"), ("lip_sync", "lip-sync ↑")]
+    names = list(results)
+    fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 3.2))
+    colors = ["#bbbbbb", "#88aadd", "#ddaa66", "#cc4444"][: len(names)]
+    for ax, (k, lbl) in zip(axes, keys):
+        vals = [results[n][split].get(k, float("nan")) for n in names]
+        ax.bar(range(len(names)), vals, color=colors)
+        ax.set_xticks(range(len(names)), [n.replace("+", "\n") for n in names], fontsize=7)
+        ax.set_title(lbl, fontsize=10)
+    fig.suptitle(f"ablation on {split.split(':')[-1]}", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def default_train_config(fast: bool | None = None) -> TrainConfig:
+    """``TrainConfig()`` or, under ``EMOZONE_FAST=1`` / ``fast=True``, ``TrainConfig.fast()``."""
+    return TrainConfig.fast() if (FAST if fast is None else fast) else TrainConfig()
+
+
+# ------------------------------------------------------------------------- caching
+#: Bump when the teacher, the data or the features change, to invalidate cached datasets.
+DATA_VERSION = 1
+
+
+def cache_dir() -> Path:
+    """Where teacher datasets and trained models are cached (``EMOZONE_CACHE`` or ``outputs/cache``)."""
+    from .utils import DATA_DIR
+
+    return Path(os.environ.get("EMOZONE_CACHE", DATA_DIR.parent / "outputs" / "cache"))
+
+
+def _key(*parts: dict) -> str:
+    import hashlib
+
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]
+
+
+_DATA_FIELDS = ("image_size", "yaws", "au_noise", "n_scripts", "holdout_every", "seed")
+
+
+def cached_dataset(cfg: TrainConfig, progress: bool = True, directory: str | os.PathLike | None = None) -> Dataset:
+    """:func:`build_dataset`, cached on disk (keyed by the data-relevant config fields)."""
+    d = Path(directory) if directory is not None else cache_dir()
+    key = _key({k: cfg.to_dict()[k] for k in _DATA_FIELDS}, {"v": DATA_VERSION})
+    path = d / f"dataset-{key}.pt"
+    if path.exists():
+        try:
+            blob = torch.load(path, map_location="cpu", weights_only=True)
+            clips = {s: [Clip(**{**c, "wav": Path(c["wav"])}) for c in blob[s]] for s in ("train", "test")}
+            ds = Dataset(clips["train"], clips["test"], make_cameras(cfg), cfg.holdout_every,
+                         list(blob["train_frames"]), list(blob["heldout_frames"]))
+            return ds
+        except Exception:  # a stale or damaged cache is rebuilt, never trusted
+            pass
+    ds = build_dataset(cfg, progress=progress)
+    blob = {
+        s: [{**{f.name: getattr(c, f.name) for f in fields(Clip)}, "wav": str(c.wav)} for c in getattr(ds, s)]
+        for s in ("train", "test")
+    }
+    blob["train_frames"], blob["heldout_frames"] = ds.train_frames, ds.heldout_frames
+    with atomic_write(path, "wb") as f:
+        torch.save(blob, f)
+    return ds
+
+
+def ablation_dir(train_cfg: TrainConfig, directory: str | os.PathLike | None = None) -> Path:
+    """Cache folder shared by the demo, notebooks 07–08 and the studio for one training config."""
+    d = Path(directory) if directory is not None else cache_dir()
+    return d / f"ablation-{_key(train_cfg.to_dict(), {'v': DATA_VERSION})}"
+
+
+def pretrained(model_cfg: ModelConfig | None = None, train_cfg: TrainConfig | None = None, data: Dataset | None = None,
+               progress: bool = True, directory: str | os.PathLike | None = None) -> EmoZoneLite:
+    """A trained model for notebooks and the studio: loaded from the cache when a run with
+    the same configs finished before (by ``make demo``, notebook 07 or an earlier call),
+    else trained now (resuming an interrupted run) and cached."""
+    model_cfg = model_cfg or ModelConfig()
+    train_cfg = train_cfg or default_train_config()
+    run_dir = ablation_dir(train_cfg, directory) / "runs" / run_name(model_cfg)
+    ckpt = run_dir / "checkpoint.pt"
+    if ckpt.exists():
+        ck = read_checkpoint(ckpt)
+        if int(ck["step"]) >= train_cfg.steps and ck["train_config"] == train_cfg.to_dict():
+            model, _ = load_model(ckpt, expected_config=model_cfg)
+            return model.eval()
+    data = data if data is not None else cached_dataset(train_cfg, progress=progress, directory=directory)
+    model, _ = train(model_cfg, train_cfg, data, out_dir=run_dir, resume=True, progress=progress)
+    return model
+
+
+def cached_ablation(train_cfg: TrainConfig | None = None, progress: bool = True,
+                    directory: str | os.PathLike | None = None) -> dict:
+    """The four-run ablation for ``train_cfg``, computed once and cached.
+
+    Returns the ``ablation.json`` content plus ``"dir"`` (where ``ablation.md/.png`` and the
+    runs' checkpoints live) and ``"histories"`` (per-run training curves)."""
+    train_cfg = train_cfg or default_train_config()
+    out = ablation_dir(train_cfg, directory)
+    js = out / "ablation.json"
+    report = None
+    if js.exists():
+        report = json.loads(js.read_text())
+        if report.get("train_config") != train_cfg.to_dict() or len(report.get("results", {})) != len(ABLATION_RUNS):
+            report = None
+    if report is None:
+        data = cached_dataset(train_cfg, progress=progress, directory=directory)
+        report = run_ablation(train_cfg, data, out, progress=progress)
+        report = {k: v for k, v in report.items() if k not in ("models", "histories")}
+    report["dir"] = str(out)
+    report["histories"] = {
+        cfg.name: json.loads(read_checkpoint(out / "runs" / run_name(cfg) / "checkpoint.pt")["history"]) for cfg in ABLATION_RUNS
+    }
+    return report

@@ -1,0 +1,127 @@
+"""EmoZoneLite: shapes, identity at initialisation, baselines, bad input."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from emozone_lite.head import load_head
+from emozone_lite.model import AudioEncoder, EmoZoneLite, ModelConfig, evenly_spread_subset, vertex_readout_matrix
+
+
+@pytest.fixture(scope="module")
+def head():
+    return load_head()
+
+
+def _inputs(T=12, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(T, 16, 80, generator=g), torch.rand(T, generator=g), 5 * torch.rand(T, 17, generator=g)
+
+
+@pytest.mark.parametrize("fusion", ["szpab", "implicit", "attention"])
+@pytest.mark.parametrize("temporal", ["citae", "per_frame"])
+def test_new_model_is_identity_and_shapes(head, fusion, temporal):
+    torch.manual_seed(0)
+    m = EmoZoneLite(ModelConfig(fusion=fusion, temporal=temporal, n_gaussians=400), head)
+    mel, en, aus = _inputs()
+    st = m(mel, en, aus, frames=torch.tensor([0, 5, 11]))
+    assert st.means.shape == (3, 400, 3) and st.quats.shape == (3, 400, 4) and st.vertices.shape == (3, 468, 3)
+    # zero-initialised deformation heads: a new model is the canonical head
+    torch.testing.assert_close(st.means, m.means.expand(3, -1, -1), rtol=0, atol=0)
+    torch.testing.assert_close(st.scales, m.scales.expand(3, -1, -1), rtol=0, atol=0)
+    torch.testing.assert_close(st.vertices, m.rest_vertices.expand(3, -1, -1), rtol=0, atol=1e-7)
+    assert (st.weights is None) == (fusion == "implicit")
+
+
+def test_gradients_reach_every_trainable_part(head):
+    torch.manual_seed(0)
+    m = EmoZoneLite(ModelConfig(n_gaussians=300), head)
+    opt = torch.optim.SGD(m.parameters(), lr=0.1)
+    mel, en, aus = _inputs()
+    for _ in range(2):  # zero-init heads: inner layers get gradient from the second step on
+        opt.zero_grad()
+        st = m(mel, en, aus, frames=torch.tensor([1, 2]))
+        (st.means.sum() + st.scales.sum() + st.quats[..., 1:].sum()).backward()
+        opt.step()
+    no_grad = [n for n, p in m.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.abs().sum() > 0)]
+    # the CIT-AE reconstruction decoder serves only its pretext task
+    assert [n for n in no_grad if "recon" not in n] == []
+    assert m.fusion.bias_table.grad is not None and m.fusion.bias_table.grad.abs().sum() > 0
+
+
+def test_render_shape(head):
+    from emozone_lite.camera import Camera, stack_cameras
+
+    m = EmoZoneLite(ModelConfig(n_gaussians=300), head)
+    st = m(*_inputs(4), frames=torch.tensor([0, 1]))
+    vm, K, w, h = stack_cameras([Camera.orbit(0, width=32, height=32), Camera.orbit(20, width=32, height=32)])
+    img = m.render(st, vm, K, w, h, background=torch.ones(3))
+    assert img.shape == (2, 2, 32, 32, 3) and torch.isfinite(img).all()
+    mass = m.attention_mass(st)
+    assert mass.shape == (2, 300, 3)
+    torch.testing.assert_close(mass.sum(-1), torch.ones(2, 300))
+
+
+def test_szpab_zones_route_audio_and_aus(head):
+    m = EmoZoneLite(ModelConfig(n_gaussians=2000), head)
+    st = m(*_inputs(4), frames=torch.tensor([0]))
+    mass = m.attention_mass(st)[0]
+    zone = m.zone_weights.argmax(1)
+    upper, lower = zone == 0, zone == 1
+    assert mass[upper, 1].mean() > 0.8, "the upper zone should attend to AU tokens under the default bias"
+    assert mass[lower, 0].mean() > 0.8, "the lower zone should attend to audio tokens under the default bias"
+
+
+def test_bad_inputs(head):
+    m = EmoZoneLite(ModelConfig(n_gaussians=100), head)
+    mel, en, aus = _inputs(10)
+    with pytest.raises(ValueError, match="resample the AUs"):
+        m.encode(mel, en, aus[:7])
+    with pytest.raises(ValueError, match=r"aus must have shape \[T, 17\]"):
+        m.encode(mel, en, aus[:, :16])
+    with pytest.raises(ValueError, match="NaN"):
+        m.encode(mel, en, torch.full_like(aus, float("nan")))
+    with pytest.raises(ValueError, match="mel_windows"):
+        m.encode(mel[..., :40], en, aus)
+    with pytest.raises(ValueError, match="energy"):
+        m.encode(mel, en[:3], aus)
+    with pytest.raises(ValueError, match="fusion"):
+        ModelConfig(fusion="concat")
+    with pytest.raises(ValueError, match="temporal"):
+        ModelConfig(temporal="lstm")
+    with pytest.raises(ValueError, match="unknown ModelConfig fields"):
+        ModelConfig.from_dict({"fusion": "szpab", "layers": 3})
+    from emozone_lite.gaussians import GaussianCloud
+
+    bare = GaussianCloud(head.means[:10], head.quats[:10], head.scales[:10], head.opacities[:10], head.colors[:10])
+    with pytest.raises(ValueError, match="tri_index"):
+        EmoZoneLite(ModelConfig(), bare)
+
+
+def test_audio_encoder_is_temporal_and_aligned():
+    enc = AudioEncoder(n_mels=80, d_model=16, context=5)
+    mel = torch.randn(20, 16, 80, generator=torch.Generator().manual_seed(0))
+    base = enc(mel, torch.zeros(20))
+    assert base.shape == (20, 5, 16)
+    mel2 = mel.clone()
+    mel2[10, 4:12, 10:30] += 3.0
+    diff = (enc(mel2, torch.zeros(20)) - base).abs().sum((1, 2))
+    # smoothing spans ±2 frames and the tokens ±2 more: frames 6..14 may change, no others
+    assert diff[10] > 0 and (diff[:6] == 0).all() and (diff[15:] == 0).all(), diff
+
+
+def test_vertex_readout_inverts_carry(head):
+    from emozone_lite.head import carry_vertex_displacements
+    from emozone_lite.landmarks import load_canonical_mesh
+
+    mesh = load_canonical_mesh()
+    idx = evenly_spread_subset(len(head), 6000)
+    sub = head.subset(idx)
+    A = vertex_readout_matrix(sub.extras["tri_index"], sub.extras["bary"], torch.as_tensor(mesh.triangles), 468)
+    disp = torch.zeros(468, 3)
+    disp[:, 1] = 0.05  # a rigid shift is read back exactly on every covered vertex
+    g = carry_vertex_displacements(sub, disp, mesh.triangles)
+    back = A @ g
+    covered = A.sum(1) > 0
+    assert covered.float().mean() > 0.95
+    torch.testing.assert_close(back[covered], disp[covered], rtol=0, atol=1e-6)

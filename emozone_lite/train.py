@@ -59,13 +59,13 @@ class TrainConfig:
     """
 
     steps: int = 300
-    lr: float = 3e-3
+    lr: float = 5e-3
     batch_frames: int = 2
     views_per_step: int = 2
     image_size: int = 96
     yaws: tuple[float, ...] = (-25.0, 0.0, 25.0)
     lambda_dssim: float = 0.2
-    lambda_lmk: float = 1.0
+    lambda_lmk: float = 10.0
     au_noise: float = 0.35
     n_scripts: int = 3
     holdout_every: int = 5

@@ -96,7 +96,7 @@ def demo(fast: bool = False, out: str | os.PathLike = "outputs", progress: bool 
     from .utils import atomic_write
 
     with atomic_write(out / "metrics.json", "w") as f:
-        json.dump(metrics, f, indent=2)
+        json.dump(T.json_safe(metrics), f, indent=2, allow_nan=False)
     claim = report["claim"]
     print(f"wrote {out/'demo.mp4'}, {out/'metrics.json'}, {out/'ablation.md'} in {metrics['seconds_total']:.0f} s")
     if claim is not None:

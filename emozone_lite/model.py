@@ -231,10 +231,12 @@ class EmoZoneLite(nn.Module):
         self.audio_encoder = AudioEncoder(c.n_mels, c.d_model, c.audio_context, c.hidden)
         if c.temporal == "citae":
             self.au_encoder: nn.Module = CITAE(
-                n_aus=N_AUS, window=c.au_window, patch_len=c.patch_len, stride=c.patch_stride, d_model=c.d_model
+                n_aus=N_AUS, window=c.au_window, patch_len=c.patch_len, stride=c.patch_stride, d_model=c.d_model,
+                revin_eps=0.02,  # RevIN variance floor for intensities scaled to [0, 1] (0.5 on the 0-5 scale)
+                pretext=False,  # no reconstruction decoder inside the full model
             )
         else:
-            self.au_encoder = PerFrameAUEncoder(n_aus=N_AUS, d_model=c.d_model)
+            self.au_encoder = PerFrameAUEncoder(n_aus=N_AUS, d_model=c.d_model, pretext=False)
         fusion_kw = dict(
             d_model=c.d_model, n_zones=self.zone_weights.shape[1], d_audio=c.d_model, d_au=c.d_model,
             n_freqs=c.pe_freqs, hidden=c.hidden, n_au=N_AUS,

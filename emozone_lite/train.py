@@ -466,6 +466,17 @@ def claim_check(rows: dict[str, dict[str, float]], psnr_margin: float = 0.5, syn
     return {"parts": parts, "holds": all(parts.values())}
 
 
+def json_safe(x):
+    """Replace NaN / inf floats (e.g. lip-sync of a frozen mouth) by ``None`` so files are valid JSON."""
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {k: json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [json_safe(v) for v in x]
+    return x
+
+
 def ablation_table(results: dict[str, dict], split: str) -> str:
     """Markdown table of one split's metrics for every run, with the claim check."""
     rows = {name: r[split] for name, r in results.items()}
@@ -473,13 +484,14 @@ def ablation_table(results: dict[str, dict], split: str) -> str:
     sep = "|---|" + "---:|" * len(TABLE_COLUMNS)
     lines = [head, sep]
     for name, r in rows.items():
-        lines.append(f"| {name} | " + " | ".join(f"{r.get(k, float('nan')):.4g}" for k, _ in TABLE_COLUMNS) + " |")
+        cells = [r.get(k) for k, _ in TABLE_COLUMNS]
+        lines.append(f"| {name} | " + " | ".join("–" if v is None or not math.isfinite(v) else f"{v:.4g}" for v in cells) + " |")
     return "\n".join(lines)
 
 
 def run_name(model_cfg: ModelConfig) -> str:
     """Folder name of a run: ``szpab_citae-<hash of the config>``."""
-    return f"{model_cfg.name.replace('+', '_')}-{_key(model_cfg.to_dict())}"
+    return f"{model_cfg.name.replace('+', '_')}-{_key(model_cfg.to_dict(), {'model_version': MODEL_VERSION})}"
 
 
 def run_ablation(train_cfg: TrainConfig, data: Dataset, out_dir: str | os.PathLike, runs=ABLATION_RUNS,
@@ -505,7 +517,7 @@ def run_ablation(train_cfg: TrainConfig, data: Dataset, out_dir: str | os.PathLi
         "seconds_per_step": {n: float(np.median([h["seconds"] for h in hist])) for n, hist in histories.items()},
     }
     with atomic_write(out_dir / "ablation.json", "w") as f:
-        json.dump(report, f, indent=2)
+        json.dump(json_safe(report), f, indent=2, allow_nan=False)
     md = [f"# Ablation (seed {train_cfg.seed}, {train_cfg.steps} steps, {train_cfg.image_size}px, {os.cpu_count()} cores)", ""]
     md += [f"## Held-out utterance ({test_split.split(':', 1)[1]})", "", ablation_table(results, test_split), ""]
     if "heldout_frames" in next(iter(results.values())):
@@ -555,6 +567,8 @@ def default_train_config(fast: bool | None = None) -> TrainConfig:
 # ------------------------------------------------------------------------- caching
 #: Bump when the teacher, the data or the features change, to invalidate cached datasets.
 DATA_VERSION = 1
+#: Bump when the network's parameters change, to invalidate cached runs.
+MODEL_VERSION = 2
 
 
 def cache_dir() -> Path:
@@ -601,7 +615,7 @@ def cached_dataset(cfg: TrainConfig, progress: bool = True, directory: str | os.
 def ablation_dir(train_cfg: TrainConfig, directory: str | os.PathLike | None = None) -> Path:
     """Cache folder shared by the demo, notebooks 07–08 and the studio for one training config."""
     d = Path(directory) if directory is not None else cache_dir()
-    return d / f"ablation-{_key(train_cfg.to_dict(), {'v': DATA_VERSION})}"
+    return d / f"ablation-{_key(train_cfg.to_dict(), {'v': DATA_VERSION, 'model_version': MODEL_VERSION})}"
 
 
 def pretrained(model_cfg: ModelConfig | None = None, train_cfg: TrainConfig | None = None, data: Dataset | None = None,

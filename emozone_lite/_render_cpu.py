@@ -17,11 +17,10 @@ tests hold it to the readable version, values and gradients. It follows gsplat
 Differences from the GPU layout, none visible in the results:
 
 * Inside a tile the loops run *Gaussian-outer, pixel-inner* (each pixel still sees
-  its Gaussians front to back) and visit only the rows of the Gaussian's ``radii``
-  box and, in each row, the span of the ellipse ``sigma <= ln(255 · opacity)``
-  widened by a pixel. Outside it ``alpha < 1/255`` holds, so the skipped pixels are
-  exactly ones the GPU skips too. Rows whose pixels are all finished are skipped,
-  and a tile stops when all its pixels are.
+  its Gaussians front to back) and visit, row by row, only the span of the ellipse
+  ``sigma <= ln(255 · opacity) + 1e-3``. Outside it ``alpha < 1/255``
+  holds, so the skipped pixels are exactly ones the GPU skips too. Rows whose
+  pixels are all finished are skipped, and a tile stops when all its pixels are.
 * Gradients are written to one slot per (tile, Gaussian) intersection — each slot
   is owned by one tile, so parallel tiles never race — and summed per Gaussian
   afterwards. The result is deterministic.
@@ -50,8 +49,11 @@ MAX_ALPHA = _F32(0.999)
 T_STOP = _F32(1e-4)
 _HALF = _F32(0.5)
 _ONE = _F32(1.0)
-#: Safety margin (in sigma) of the cheap "certainly transparent" pre-test.
+#: Margins that keep the skipped region strictly where ``alpha < 1/255``: float32
+#: rounding moves sigma by ~1e-5 at most, far less than ``_SIGMA_MARGIN``, and the
+#: float64 span arithmetic is far more precise than ``_PIXEL_MARGIN`` (pixels).
 _SIGMA_MARGIN = 1e-3
+_PIXEL_MARGIN = 1e-4
 
 
 # --------------------------------------------------------------------------- binning
@@ -121,15 +123,18 @@ def bin_gaussians(means2d: np.ndarray, radii: np.ndarray, depths: np.ndarray, ti
 # --------------------------------------------------------------------------- spans
 @numba.njit(cache=True)
 def _span_kernel(means2d, conics, opacities, radii):
-    """Per Gaussian, float64: where it can reach ``alpha >= 1/255`` (conservatively).
+    """Per Gaussian, float64: the pixels where it can reach ``alpha >= 1/255``.
 
-    Columns: ``sig_max`` (skip when ``sigma > sig_max``; negative = never visible),
-    ``h0, h1, kc`` (the ellipse ``sigma <= sig_max`` spans, in row ``py``, pixel
-    centres ``mx + kc·dy ± sqrt(h0 - h1·dy²)``), and the ``radii`` box
-    ``x0, x1, y0, y1`` (pixel indices, end exclusive, half a pixel of margin).
+    ``alpha = opacity · exp(-sigma) >= 1/255`` needs ``sigma <= ln(255 · opacity)``,
+    an ellipse for a positive-definite conic. Columns: ``sig_max`` (that bound plus
+    a small margin; negative = never visible), ``h0, h1, kc`` (in row ``py`` with
+    ``dy = my - py``, the ellipse spans pixel centres ``mx + kc·dy ± sqrt(h0 - h1·dy²)``)
+    and the rows ``y0, y1`` (end exclusive) it covers.
+    Only the conic and opacity matter — like gsplat, ``radii`` just bins into tiles.
+    A conic that is not positive definite gets unbounded spans (whole tiles).
     """
     C, N = opacities.shape
-    spans = np.empty((C, N, 8), np.float64)
+    spans = np.empty((C, N, 6), np.float64)
     for cn in range(C * N):
         c = cn // N
         g = cn - c * N
@@ -141,36 +146,38 @@ def _span_kernel(means2d, conics, opacities, radii):
         a = float(conics[c, g, 0])
         b = float(conics[c, g, 1])
         cc = float(conics[c, g, 2])
+        det = a * cc - b * b
         spans[c, g, 0] = sig_max
-        if a > 0.0 and a * cc - b * b > 0.0:
+        my = float(means2d[c, g, 1])
+        if a > 0.0 and det > 0.0:
             spans[c, g, 1] = 2.0 * sig_max / a
-            spans[c, g, 2] = (a * cc - b * b) / (a * a)
+            spans[c, g, 2] = det / (a * a)
             spans[c, g, 3] = b / a
-        else:  # degenerate conic: use the whole box
-            spans[c, g, 1] = np.inf
+            half_height = math.sqrt(2.0 * sig_max * a / det)
+            # rows whose centre py + 0.5 lies within half_height of my
+            spans[c, g, 4] = np.ceil(my - half_height - 0.5 - _PIXEL_MARGIN)
+            spans[c, g, 5] = np.floor(my + half_height - 0.5 + _PIXEL_MARGIN) + 1.0
+        else:  # not an ellipse: huge but finite spans, clipped to the tile
+            spans[c, g, 1] = 1e30
             spans[c, g, 2] = 0.0
             spans[c, g, 3] = 0.0
-        mx = float(means2d[c, g, 0])
-        my = float(means2d[c, g, 1])
-        rx = float(radii[c, g, 0])
-        ry = float(radii[c, g, 1])
-        spans[c, g, 4] = math.floor(mx - rx - 1.0)
-        spans[c, g, 5] = math.floor(mx + rx) + 1.0
-        spans[c, g, 6] = math.floor(my - ry - 1.0)
-        spans[c, g, 7] = math.floor(my + ry) + 1.0
+            spans[c, g, 4] = -1e30
+            spans[c, g, 5] = 1e30
     return spans
 
 
 @numba.njit(cache=True, inline="always")
 def _row_span(spans, c, g, mx, fdy, x_lo, x_hi):
-    """Pixel columns ``[xs, xe)`` of row ``dy`` (float64) that the Gaussian may reach."""
+    """Pixel columns ``[xs, xe)`` within ``[x_lo, x_hi)`` of the row at ``dy`` (float64)
+    where the Gaussian may reach ``alpha >= 1/255``."""
     w2 = spans[c, g, 1] - spans[c, g, 2] * fdy * fdy
     if w2 < 0.0:
         return 0, 0
     w = math.sqrt(w2)
     centre = float(mx) + spans[c, g, 3] * fdy
-    xs = max(x_lo, min(x_hi, math.floor(centre - w - 0.5)))  # one pixel of margin on each side
-    xe = max(x_lo, min(x_hi, math.floor(centre + w + 0.5) + 1.0))
+    # columns whose centre px + 0.5 lies within w of the centre
+    xs = max(x_lo, min(x_hi, np.ceil(centre - w - 0.5 - _PIXEL_MARGIN)))
+    xe = max(x_lo, min(x_hi, np.floor(centre + w - 0.5 + _PIXEL_MARGIN) + 1.0))
     return int(xs), int(xe)
 
 
@@ -214,14 +221,13 @@ def _fwd_kernel(means2d, conics, colors, opacities, spans, offsets, ids, tile_or
             cb = conics[c, g, 1]
             cc = conics[c, g, 2]
             op = opacities[c, g]
-            ys = int(max(float(py0), spans[c, g, 6]))
-            ye = int(min(float(py1), spans[c, g, 7]))
+            ys = int(max(float(py0), min(float(py1), spans[c, g, 4])))
+            ye = int(max(float(py0), min(float(py1), spans[c, g, 5])))
             for py in range(ys, ye):
                 if row_done[py - py0] == tw:
                     continue
                 dy = my - (_F32(py) + _HALF)
-                xs, xe = _row_span(spans, c, g, mx, float(dy), max(float(px0), spans[c, g, 4]),
-                                   min(float(px1), spans[c, g, 5]))
+                xs, xe = _row_span(spans, c, g, mx, float(dy), float(px0), float(px1))
                 row = (py - py0) * tw - px0
                 for px in range(xs, xe):
                     p = row + px
@@ -310,8 +316,8 @@ def _bwd_kernel(means2d, conics, colors, opacities, spans, offsets, ids, tile_or
             cb = conics[c, g, 1]
             cc = conics[c, g, 2]
             op = opacities[c, g]
-            ys = int(max(float(py0), spans[c, g, 6]))
-            ye = int(min(float(py1), spans[c, g, 7]))
+            ys = int(max(float(py0), min(float(py1), spans[c, g, 4])))
+            ye = int(max(float(py0), min(float(py1), spans[c, g, 5])))
             v_mx = _F32(0.0)
             v_my = _F32(0.0)
             v_ca = _F32(0.0)
@@ -325,8 +331,7 @@ def _bwd_kernel(means2d, conics, colors, opacities, spans, offsets, ids, tile_or
                 if j > row_last[py - py0]:  # behind every pixel's last Gaussian in this row
                     continue
                 dy = my - (_F32(py) + _HALF)
-                xs, xe = _row_span(spans, c, g, mx, float(dy), max(float(px0), spans[c, g, 4]),
-                                   min(float(px1), spans[c, g, 5]))
+                xs, xe = _row_span(spans, c, g, mx, float(dy), float(px0), float(px1))
                 row = (py - py0) * tw - px0
                 for px in range(xs, xe):
                     p = row + px

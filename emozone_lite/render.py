@@ -244,7 +244,9 @@ def _composite_pixels(pixels: Tensor, means2d: Tensor, conics: Tensor, opacities
     dy = means2d[:, 1] - pixels[:, 1:2]
     a, b, c = conics.unbind(-1)
     sigma = 0.5 * (a * dx * dx + c * dy * dy) + b * dx * dy  # Mahalanobis distance / 2
-    alpha = torch.clamp_max(opacities * torch.exp(-sigma), MAX_ALPHA)
+    # (sigma < 0 only happens for conics that are not positive definite; such pixels
+    # are skipped below, and clamping first keeps exp finite so no NaN gradient leaks)
+    alpha = torch.clamp_max(opacities * torch.exp(-sigma.clamp_min(0)), MAX_ALPHA)
     alpha = torch.where((sigma >= 0) & (alpha >= ALPHA_THRESHOLD), alpha, torch.zeros_like(alpha))
     T_behind = torch.cumprod(1 - alpha, dim=1)  # transmittance behind each Gaussian
     keep = T_behind > T_STOP  # stop *before* the Gaussian that makes the pixel opaque

@@ -225,6 +225,31 @@ def test_tile_size_does_not_change_the_image():
         torch.testing.assert_close(alpha, ref_alpha, rtol=0, atol=1e-6)
 
 
+def test_cpu_rasterizer_degenerate_and_indefinite_conics():
+    """Hand-made 2D inputs: a singular conic (an infinite line) and an indefinite one
+    (skipped where sigma < 0) match the torch twin. Like gsplat, such Gaussians are
+    drawn over the whole tiles they are binned to, not only inside their radii box."""
+    from emozone_lite._render_cpu import rasterize_to_pixels_cpu
+
+    means2d = torch.tensor([[[10.0, 9.0], [20.3, 12.7], [30.0, 20.0]]], requires_grad=True)
+    conics = torch.tensor([[[0.5, 0.5, 0.5], [0.5, 1.0, 0.5], [0.2, 0.05, 0.3]]], requires_grad=True)
+    colors = torch.rand(1, 3, 3, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    opacities = torch.tensor([[0.9, 0.7, 0.8]], requires_grad=True)
+    radii = torch.tensor([[[6, 4], [5, 7], [8, 8]]], dtype=torch.int32)
+    depths = torch.tensor([[1.0, 2.0, 3.0]])
+    w = torch.randn(1, H, W, 3, generator=torch.Generator().manual_seed(1))
+    outs, grads = [], []
+    for fn in (rasterize_to_pixels_cpu, render._rasterize_pixels_torch):
+        img, alpha = fn(means2d, conics, colors, opacities, radii, depths, W, H)[:2]
+        (g,) = [torch.autograd.grad((img * w).sum() + alpha.sum(), [means2d, conics, colors, opacities])]
+        outs.append((img.detach(), alpha.detach()))
+        grads.append(g)
+    torch.testing.assert_close(outs[0][0], outs[1][0], rtol=0, atol=1e-5)
+    torch.testing.assert_close(outs[0][1], outs[1][1], rtol=0, atol=1e-5)
+    assert float(outs[0][1][0, 3, 15, 0]) > 0.5  # the line, outside its box (rows 5..13), in its tile
+    _assert_grads_close(grads[0], grads[1], NAMES[:4])
+
+
 def test_cpu_backward_is_deterministic():
     scene = _scene(N=120, seed=6)
     _, _, _, g1 = _grads_of("cpu", *scene)

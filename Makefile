@@ -35,6 +35,7 @@ lab: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_render.py
+	$(PY) benchmarks/bench_studio.py
 
 clean:
 	rm -rf outputs .pytest_cache

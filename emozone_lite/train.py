@@ -91,7 +91,7 @@ class TrainConfig:
     @classmethod
     def fast(cls, **kw) -> "TrainConfig":
         """A small configuration for CI and ``--fast`` runs (same code, fewer steps / pixels)."""
-        base = dict(steps=40, image_size=64, n_scripts=2, ckpt_every=20)
+        base = dict(steps=80, image_size=64, n_scripts=2, ckpt_every=20)
         base.update(kw)
         return cls(**base)
 

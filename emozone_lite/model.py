@@ -217,10 +217,13 @@ class EmoZoneLite(nn.Module):
         self.register_buffer("colors", sub.colors.float().clamp(0, 1).contiguous())
         mesh = load_canonical_mesh()
         self.register_buffer("rest_vertices", torch.as_tensor(mesh.vertices, dtype=torch.float32))
-        self.register_buffer(
-            "readout",
-            vertex_readout_matrix(sub.extras["tri_index"], sub.extras["bary"], torch.as_tensor(mesh.triangles), len(mesh.vertices)),
-        )
+        # vertex readout (the inverse of the barycentric carry) as a sparse scatter:
+        # vertex v = Σ_i bary_iv · Δμ_i / Σ_i bary_iv over the Gaussians on v's triangles
+        tri_verts = torch.as_tensor(mesh.triangles).long()[sub.extras["tri_index"].long()]  # [N, 3]
+        bary = sub.extras["bary"].float()
+        wsum = torch.zeros(len(mesh.vertices)).index_add_(0, tri_verts.reshape(-1), bary.reshape(-1))
+        self.register_buffer("readout_verts", tri_verts.reshape(-1).contiguous())
+        self.register_buffer("readout_weights", (bary / wsum[tri_verts].clamp_min(1e-8)).reshape(-1).contiguous())
         # zones are measured on the canonical mesh (each Gaussian's triangle + barycentrics), not on
         # the photo-fitted centres, which sit up to ~2 cm off the canonical surface
         zone_w = cloud_membership(sub, falloff=c.zone_falloff).float()
@@ -282,8 +285,16 @@ class EmoZoneLite(nn.Module):
         fused, weights = self.fusion(self.means, self.zone_weights, audio_tokens, au_tokens)
         d = self.deformation(fused, self.means)
         means, quats, scales = apply_deformation((self.means, self.quats, self.scales), d)
-        vertices = self.rest_vertices + torch.einsum("vn,bnk->bvk", self.readout, d.dmeans)
+        vertices = self.rest_vertices + self.vertex_displacement(d.dmeans)
         return HeadState(means, quats, scales, vertices, weights)
+
+    def vertex_displacement(self, dmeans: Tensor) -> Tensor:
+        """Per-vertex displacement ``[B, 468, 3]`` read out from Gaussian offsets ``[B, N, 3]``
+        (same as ``vertex_readout_matrix(...) @ dmeans``, as a scatter)."""
+        B = dmeans.shape[0]
+        contrib = (dmeans.repeat_interleave(3, dim=1) * self.readout_weights[None, :, None])  # [B, 3N, 3]
+        out = dmeans.new_zeros(B, self.rest_vertices.shape[0], 3)
+        return out.index_add(1, self.readout_verts, contrib)
 
     def forward(self, mel_windows: Tensor, energy: Tensor, aus: Tensor, frames: Tensor | None = None) -> HeadState:
         """Deformed Gaussians for ``frames`` (default: every frame) of a clip."""

@@ -575,7 +575,7 @@ def default_train_config(fast: bool | None = None) -> TrainConfig:
 #: Bump when the teacher, the data or the features change, to invalidate cached datasets.
 DATA_VERSION = 1
 #: Bump when the network's parameters change, to invalidate cached runs.
-MODEL_VERSION = 2
+MODEL_VERSION = 3
 
 
 def cache_dir() -> Path:

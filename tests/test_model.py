@@ -124,3 +124,7 @@ def test_vertex_readout_inverts_carry(head):
     covered = A.sum(1) > 0
     assert covered.float().mean() > 0.95
     torch.testing.assert_close(back[covered], disp[covered], rtol=0, atol=1e-6)
+    # the model's scatter readout is the same linear map as the dense matrix
+    m = EmoZoneLite(ModelConfig(n_gaussians=6000), head)
+    dm = torch.randn(2, 6000, 3)
+    torch.testing.assert_close(m.vertex_displacement(dm), torch.einsum("vn,bnk->bvk", A, dm), rtol=1e-5, atol=1e-6)

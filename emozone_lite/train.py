@@ -661,7 +661,8 @@ def cached_ablation(train_cfg: TrainConfig | None = None, progress: bool = True,
     if report is None:
         data = cached_dataset(train_cfg, progress=progress, directory=directory)
         report = run_ablation(train_cfg, data, out, progress=progress)
-        report = {k: v for k, v in report.items() if k not in ("models", "histories")}
+        # the same content as a later call reads back from ablation.json (NaN → None)
+        report = json_safe({k: v for k, v in report.items() if k not in ("models", "histories")})
     report["dir"] = str(out)
     report["histories"] = {
         cfg.name: json.loads(read_checkpoint(out / "runs" / run_name(cfg) / "checkpoint.pt")["history"]) for cfg in ABLATION_RUNS

@@ -39,6 +39,7 @@ from torch import Tensor
 
 from .camera import HEAD_TARGET, Camera
 from .gaussians import GaussianCloud, load_ply, save_ply
+from .render import quat_to_rotmat
 from .landmarks import FaceMesh, load_canonical_mesh
 from .utils import DATA_DIR, data_path, get_device
 
@@ -92,19 +93,6 @@ def _matrix_to_quat(R: Tensor) -> Tensor:
     q = torch.gather(cands, -2, best[..., None, None].expand(*best.shape, 1, 4)).squeeze(-2)
     q = F.normalize(q, dim=-1)
     return torch.where(q[..., :1] < 0, -q, q)
-
-
-def _quat_to_matrix(q: Tensor) -> Tensor:
-    """Quaternions ``[..., 4]`` (w, x, y, z; normalised here) → rotation matrices ``[..., 3, 3]``."""
-    w, x, y, z = F.normalize(q, dim=-1).unbind(-1)
-    return torch.stack(
-        [
-            torch.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),
-            torch.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], -1),
-            torch.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1),
-        ],
-        -2,
-    )
 
 
 def triangle_frames(vertices: Tensor, triangles: Tensor) -> Tensor:
@@ -537,7 +525,7 @@ def colour_from_photo(cloud: GaussianCloud, image, camera: Camera, min_facing: f
     if not 0.0 <= min_facing < 1.0:
         raise ValueError(f"min_facing must lie in [0, 1), got {min_facing}")
     means = cloud.means.detach().float().cpu()
-    normals = _quat_to_matrix(cloud.quats.detach().float().cpu())[:, :, 2]
+    normals = quat_to_rotmat(cloud.quats.detach().float().cpu())[:, :, 2]
     eye = -camera.viewmat[:3, :3].T @ camera.viewmat[:3, 3]  # camera centre, world
 
     def seen(points: Tensor, nrm: Tensor) -> tuple[Tensor, Tensor]:

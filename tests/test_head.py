@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from emozone_lite import head, landmarks
+from emozone_lite.render import quat_to_rotmat
 from emozone_lite.camera import Camera
 from emozone_lite.deform import quat_multiply
 from emozone_lite.gaussians import GaussianCloud, save_ply
@@ -28,7 +29,7 @@ def cloud(mesh):
 def _random_rotations(n, seed=0):
     g = torch.Generator().manual_seed(seed)
     q = torch.nn.functional.normalize(torch.randn(n, 4, generator=g, dtype=torch.float64), dim=-1)
-    return head._quat_to_matrix(q), q
+    return quat_to_rotmat(q), q
 
 
 # --------------------------------------------------------------------------- seeding
@@ -51,7 +52,7 @@ def test_seed_shapes_barycentrics_and_surface(mesh, cloud):
     dist = ((cloud.means - V[T[tri, 0]]) * normal).sum(-1)
     assert float(dist.abs().max()) < 1e-5
     torch.testing.assert_close(cloud.quats.norm(dim=-1), torch.ones(n))
-    torch.testing.assert_close(head._quat_to_matrix(cloud.quats)[..., 2], normal, atol=1e-5, rtol=0)
+    torch.testing.assert_close(quat_to_rotmat(cloud.quats)[..., 2], normal, atol=1e-5, rtol=0)
     # flat: thin along the normal, and the tangent scale follows the sample spacing
     assert bool((cloud.scales[:, 2] < 0.2 * cloud.scales[:, 0]).all())
     typical = math.sqrt(3.5956745 / n)
@@ -81,7 +82,7 @@ def test_matrix_quat_round_trip():
     # include the awkward 180° rotations
     R = torch.cat([R, torch.diag(torch.tensor([1.0, -1, -1], dtype=torch.float64))[None], torch.diag(torch.tensor([-1.0, -1, 1], dtype=torch.float64))[None]])
     q2 = head._matrix_to_quat(R)
-    torch.testing.assert_close(head._quat_to_matrix(q2), R)
+    torch.testing.assert_close(quat_to_rotmat(q2), R)
     torch.testing.assert_close(q2[:200].abs(), q.abs() * torch.sign(q[:, :1]).abs())
     sign = torch.sign((q2[:200] * q).sum(-1, keepdim=True))
     torch.testing.assert_close(q2[:200], q * sign)
@@ -128,7 +129,7 @@ def test_carry_triangle_rotations(mesh, cloud):
     new_q = quat_multiply(rotated[0], cloud.quats)
     tri = cloud.extras["tri_index"]
     normals = head.triangle_frames(V @ R.T, torch.from_numpy(mesh.triangles))[tri][..., 2]
-    torch.testing.assert_close(head._quat_to_matrix(new_q)[..., 2], normals, atol=1e-4, rtol=0)
+    torch.testing.assert_close(quat_to_rotmat(new_q)[..., 2], normals, atol=1e-4, rtol=0)
 
 
 # --------------------------------------------------------------------------- registration and colour
@@ -186,7 +187,7 @@ def test_colour_fill_for_gaussians_the_photo_does_not_see(mesh, cloud):
     def cosine(p, n):
         return (torch.nn.functional.normalize(eye - p, dim=-1) * n).sum(-1)
 
-    normals = head._quat_to_matrix(cloud.quats)[:, :, 2]
+    normals = quat_to_rotmat(cloud.quats)[:, :, 2]
     flip = torch.tensor([-1.0, 1.0, 1.0])
     unseen = cosine(cloud.means, normals) < 0.3
     mirror_seen = cosine(cloud.means * flip, normals * flip) >= 0.3
@@ -275,7 +276,7 @@ def test_shipped_head_loads_with_extras(mesh):
     assert float((g.means - canon).norm(dim=1).median()) < 0.15
     uv = Camera.orbit(width=256, height=256).project(g.means)
     assert bool(((uv > 0) & (uv < 256)).all())
-    normals = head._quat_to_matrix(g.quats)[:, :, 2]
+    normals = quat_to_rotmat(g.quats)[:, :, 2]
     assert float(normals[:, 2].mean()) > 0.5  # the face looks along +z, at the yaw-0 camera
     assert abs(float(g.means[:, 0].mean())) < 0.05  # and is centred left-right
     assert 0.2 < float(g.colors.mean()) < 0.9 and float(g.colors.std()) > 0.05  # photo colours, not grey

@@ -17,10 +17,11 @@ tests hold it to the readable version, values and gradients. It follows gsplat
 Differences from the GPU layout, none visible in the results:
 
 * Inside a tile the loops run *Gaussian-outer, pixel-inner* (each pixel still sees
-  its Gaussians front to back) and visit, row by row, only the span of the ellipse
-  ``sigma <= ln(255 · opacity) + 1e-3``. Outside it ``alpha < 1/255``
-  holds, so the skipped pixels are exactly ones the GPU skips too. Rows whose
-  pixels are all finished are skipped, and a tile stops when all its pixels are.
+  its Gaussians front to back) and visit only the bounding box of the ellipse
+  ``sigma <= ln(255 · opacity) + 1e-3``, skipping (without an ``exp``) the pixels
+  outside that ellipse. There ``alpha < 1/255`` holds, so the skipped pixels are
+  exactly ones the GPU skips too. Rows whose pixels are all finished are skipped,
+  and a tile stops when all its pixels are.
 * Gradients are written to one slot per (tile, Gaussian) intersection — each slot
   is owned by one tile, so parallel tiles never race — and summed per Gaussian
   afterwards. The result is deterministic.
@@ -51,7 +52,7 @@ _HALF = _F32(0.5)
 _ONE = _F32(1.0)
 #: Margins that keep the skipped region strictly where ``alpha < 1/255``: float32
 #: rounding moves sigma by ~1e-5 at most, far less than ``_SIGMA_MARGIN``, and the
-#: float64 span arithmetic is far more precise than ``_PIXEL_MARGIN`` (pixels).
+#: float64 box arithmetic is far more precise than ``_PIXEL_MARGIN`` (pixels).
 _SIGMA_MARGIN = 1e-3
 _PIXEL_MARGIN = 1e-4
 
@@ -120,70 +121,76 @@ def bin_gaussians(means2d: np.ndarray, radii: np.ndarray, depths: np.ndarray, ti
     return _bin_kernel(means2d, radii, depths, tile_size, tile_width, tile_height)
 
 
-# --------------------------------------------------------------------------- spans
+# --------------------------------------------------------------------------- pixel boxes
 @numba.njit(cache=True)
-def _span_kernel(means2d, conics, opacities, radii):
-    """Per Gaussian, float64: the pixels where it can reach ``alpha >= 1/255``.
+def _box_kernel(means2d, conics, opacities, radii, width, height):
+    """Per Gaussian: where it can reach ``alpha >= 1/255``, in float64.
 
     ``alpha = opacity · exp(-sigma) >= 1/255`` needs ``sigma <= ln(255 · opacity)``,
-    an ellipse for a positive-definite conic. Columns: ``sig_max`` (that bound plus
-    a small margin; negative = never visible), ``h0, h1, kc`` (in row ``py`` with
-    ``dy = my - py``, the ellipse spans pixel centres ``mx + kc·dy ± sqrt(h0 - h1·dy²)``)
-    and the rows ``y0, y1`` (end exclusive) it covers.
-    Only the conic and opacity matter — like gsplat, ``radii`` just bins into tiles.
-    A conic that is not positive definite gets unbounded spans (whole tiles).
+    an ellipse for a positive-definite conic. Returns ``sig_max [C, N]`` float32 (that
+    bound plus a small margin; ``-1`` = never visible) and ``boxes [C, N, 4]`` int32,
+    the pixels ``x0, x1, y0, y1`` (ends exclusive, clipped to the image) whose centres
+    lie in the ellipse's bounding box. The kernels visit only those pixels and skip
+    the ones with ``sigma > sig_max``, where ``alpha < 1/255`` holds, so every pixel
+    they skip is one the GPU skips too. Only the conic and opacity matter — like
+    gsplat, ``radii`` just bins into tiles. A conic that is not positive definite
+    gets the whole image.
     """
     C, N = opacities.shape
-    spans = np.empty((C, N, 6), np.float64)
-    for cn in range(C * N):
-        c = cn // N
-        g = cn - c * N
-        op = opacities[c, g]
-        if radii[c, g, 0] <= 0 or radii[c, g, 1] <= 0 or not op >= ALPHA_THRESHOLD:
-            spans[c, g, 0] = -1.0
-            continue
-        sig_max = math.log(op / ALPHA_THRESHOLD) + _SIGMA_MARGIN
-        a = float(conics[c, g, 0])
-        b = float(conics[c, g, 1])
-        cc = float(conics[c, g, 2])
-        det = a * cc - b * b
-        spans[c, g, 0] = sig_max
-        my = float(means2d[c, g, 1])
-        if a > 0.0 and det > 0.0:
-            spans[c, g, 1] = 2.0 * sig_max / a
-            spans[c, g, 2] = det / (a * a)
-            spans[c, g, 3] = b / a
-            half_height = math.sqrt(2.0 * sig_max * a / det)
-            # rows whose centre py + 0.5 lies within half_height of my
-            spans[c, g, 4] = np.ceil(my - half_height - 0.5 - _PIXEL_MARGIN)
-            spans[c, g, 5] = np.floor(my + half_height - 0.5 + _PIXEL_MARGIN) + 1.0
-        else:  # not an ellipse: huge but finite spans, clipped to the tile
-            spans[c, g, 1] = 1e30
-            spans[c, g, 2] = 0.0
-            spans[c, g, 3] = 0.0
-            spans[c, g, 4] = -1e30
-            spans[c, g, 5] = 1e30
-    return spans
+    sig_max = np.full((C, N), -1.0, np.float32)
+    boxes = np.zeros((C, N, 4), np.int32)
+    for c in range(C):
+        for g in range(N):
+            op = opacities[c, g]
+            if radii[c, g, 0] <= 0 or radii[c, g, 1] <= 0 or not op >= ALPHA_THRESHOLD:
+                continue
+            s = math.log(op / ALPHA_THRESHOLD) + _SIGMA_MARGIN
+            sig_max[c, g] = _F32(s)
+            a = float(conics[c, g, 0])
+            b = float(conics[c, g, 1])
+            cc = float(conics[c, g, 2])
+            det = a * cc - b * b
+            if a > 0.0 and cc > 0.0 and det > 0.0:
+                # ½ dᵀ Q d <= s spans |dx| <= sqrt(2 s (Q⁻¹)ₓₓ), |dy| <= sqrt(2 s (Q⁻¹)ᵧᵧ);
+                # keep the pixels whose centre px + 0.5 lies within that of the mean
+                hx = math.sqrt(2.0 * s * cc / det)
+                hy = math.sqrt(2.0 * s * a / det)
+                mx = float(means2d[c, g, 0])
+                my = float(means2d[c, g, 1])
+                x0 = np.ceil(mx - hx - 0.5 - _PIXEL_MARGIN)
+                x1 = np.floor(mx + hx - 0.5 + _PIXEL_MARGIN) + 1.0
+                y0 = np.ceil(my - hy - 0.5 - _PIXEL_MARGIN)
+                y1 = np.floor(my + hy - 0.5 + _PIXEL_MARGIN) + 1.0
+                boxes[c, g, 0] = int(max(0.0, min(float(width), x0)))
+                boxes[c, g, 1] = int(max(0.0, min(float(width), x1)))
+                boxes[c, g, 2] = int(max(0.0, min(float(height), y0)))
+                boxes[c, g, 3] = int(max(0.0, min(float(height), y1)))
+            else:  # not an ellipse
+                boxes[c, g, 1] = width
+                boxes[c, g, 3] = height
+    return sig_max, boxes
 
 
 @numba.njit(cache=True, inline="always")
-def _row_span(spans, c, g, mx, fdy, x_lo, x_hi):
-    """Pixel columns ``[xs, xe)`` within ``[x_lo, x_hi)`` of the row at ``dy`` (float64)
-    where the Gaussian may reach ``alpha >= 1/255``."""
-    w2 = spans[c, g, 1] - spans[c, g, 2] * fdy * fdy
-    if w2 < 0.0:
-        return 0, 0
-    w = math.sqrt(w2)
-    centre = float(mx) + spans[c, g, 3] * fdy
-    # columns whose centre px + 0.5 lies within w of the centre
-    xs = max(x_lo, min(x_hi, np.ceil(centre - w - 0.5 - _PIXEL_MARGIN)))
-    xe = max(x_lo, min(x_hi, np.floor(centre + w - 0.5 + _PIXEL_MARGIN) + 1.0))
-    return int(xs), int(xe)
+def _tile_rect(ct, tiles_per_cam, tile_width, tile_size, width, height):
+    """Camera and pixel rectangle ``px0, px1, py0, py1`` (ends exclusive) of tile ``ct``."""
+    c = ct // tiles_per_cam
+    t = ct - c * tiles_per_cam
+    px0 = (t % tile_width) * tile_size
+    py0 = (t // tile_width) * tile_size
+    return c, px0, min(px0 + tile_size, width), py0, min(py0 + tile_size, height)
+
+
+@numba.njit(cache=True, inline="always")
+def _box_in_tile(boxes, c, g, px0, px1, py0, py1):
+    """The part ``xs, xe, ys, ye`` of Gaussian ``g``'s pixel box inside the tile (may be empty)."""
+    return (max(boxes[c, g, 0], px0), min(boxes[c, g, 1], px1),
+            max(boxes[c, g, 2], py0), min(boxes[c, g, 3], py1))
 
 
 # --------------------------------------------------------------------------- forward
 @numba.njit(cache=True, parallel=True)
-def _fwd_kernel(means2d, conics, colors, opacities, spans, offsets, ids, tile_order, width, height, tile_size,
+def _fwd_kernel(means2d, conics, colors, opacities, sig_max, boxes, offsets, ids, tile_order, width, height, tile_size,
                 tile_width):
     C, N, D = colors.shape
     n_tiles = offsets.shape[0] - 1
@@ -193,12 +200,7 @@ def _fwd_kernel(means2d, conics, colors, opacities, spans, offsets, ids, tile_or
     out_last = np.full((C, height, width), -1, np.int32)
     for i in numba.prange(n_tiles):
         ct = tile_order[i]
-        c = ct // tiles_per_cam
-        t = ct - c * tiles_per_cam
-        px0 = (t % tile_width) * tile_size
-        py0 = (t // tile_width) * tile_size
-        px1 = min(px0 + tile_size, width)
-        py1 = min(py0 + tile_size, height)
+        c, px0, px1, py0, py1 = _tile_rect(ct, tiles_per_cam, tile_width, tile_size, width, height)
         tw = px1 - px0
         npix = tw * (py1 - py0)
         T = np.ones(npix, np.float32)
@@ -212,22 +214,20 @@ def _fwd_kernel(means2d, conics, colors, opacities, spans, offsets, ids, tile_or
             if n_done == npix:  # every pixel of the tile is opaque: stop early
                 break
             g = ids[start + j]
-            if spans[c, g, 0] < 0.0:
+            xs, xe, ys, ye = _box_in_tile(boxes, c, g, px0, px1, py0, py1)
+            if xs >= xe or ys >= ye or sig_max[c, g] < 0:
                 continue
-            sig_max = _F32(spans[c, g, 0])
+            s_max = sig_max[c, g]
             mx = means2d[c, g, 0]
             my = means2d[c, g, 1]
             ca = conics[c, g, 0]
             cb = conics[c, g, 1]
             cc = conics[c, g, 2]
             op = opacities[c, g]
-            ys = int(max(float(py0), min(float(py1), spans[c, g, 4])))
-            ye = int(max(float(py0), min(float(py1), spans[c, g, 5])))
             for py in range(ys, ye):
                 if row_done[py - py0] == tw:
                     continue
                 dy = my - (_F32(py) + _HALF)
-                xs, xe = _row_span(spans, c, g, mx, float(dy), float(px0), float(px1))
                 row = (py - py0) * tw - px0
                 for px in range(xs, xe):
                     p = row + px
@@ -235,7 +235,7 @@ def _fwd_kernel(means2d, conics, colors, opacities, spans, offsets, ids, tile_or
                         continue
                     dx = mx - (_F32(px) + _HALF)
                     sigma = _HALF * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
-                    if sigma < 0 or sigma > sig_max:
+                    if sigma < 0 or sigma > s_max:
                         continue
                     alpha = min(MAX_ALPHA, op * np.exp(-sigma))
                     if alpha < ALPHA_THRESHOLD:
@@ -263,7 +263,7 @@ def _fwd_kernel(means2d, conics, colors, opacities, spans, offsets, ids, tile_or
 
 # --------------------------------------------------------------------------- backward
 @numba.njit(cache=True, parallel=True)
-def _bwd_kernel(means2d, conics, colors, opacities, spans, offsets, ids, tile_order, width, height, tile_size,
+def _bwd_kernel(means2d, conics, colors, opacities, sig_max, boxes, offsets, ids, tile_order, width, height, tile_size,
                 tile_width, T_final, last_ids, v_colors_out, v_alphas_out):
     C, N, D = colors.shape
     n_tiles = offsets.shape[0] - 1
@@ -273,12 +273,7 @@ def _bwd_kernel(means2d, conics, colors, opacities, spans, offsets, ids, tile_or
     grads = np.zeros((n_isects, 6 + D), np.float32)
     for i in numba.prange(n_tiles):
         ct = tile_order[i]
-        c = ct // tiles_per_cam
-        t = ct - c * tiles_per_cam
-        px0 = (t % tile_width) * tile_size
-        py0 = (t // tile_width) * tile_size
-        px1 = min(px0 + tile_size, width)
-        py1 = min(py0 + tile_size, height)
+        c, px0, px1, py0, py1 = _tile_rect(ct, tiles_per_cam, tile_width, tile_size, width, height)
         tw = px1 - px0
         npix = tw * (py1 - py0)
         start = offsets[ct]
@@ -307,17 +302,16 @@ def _bwd_kernel(means2d, conics, colors, opacities, spans, offsets, ids, tile_or
         v_rgb = np.zeros(D, np.float32)
         for j in range(j_max, -1, -1):
             g = ids[start + j]
-            if spans[c, g, 0] < 0.0:
+            xs, xe, ys, ye = _box_in_tile(boxes, c, g, px0, px1, py0, py1)
+            if xs >= xe or ys >= ye or sig_max[c, g] < 0:
                 continue
-            sig_max = _F32(spans[c, g, 0])
+            s_max = sig_max[c, g]
             mx = means2d[c, g, 0]
             my = means2d[c, g, 1]
             ca = conics[c, g, 0]
             cb = conics[c, g, 1]
             cc = conics[c, g, 2]
             op = opacities[c, g]
-            ys = int(max(float(py0), min(float(py1), spans[c, g, 4])))
-            ye = int(max(float(py0), min(float(py1), spans[c, g, 5])))
             v_mx = _F32(0.0)
             v_my = _F32(0.0)
             v_ca = _F32(0.0)
@@ -331,7 +325,6 @@ def _bwd_kernel(means2d, conics, colors, opacities, spans, offsets, ids, tile_or
                 if j > row_last[py - py0]:  # behind every pixel's last Gaussian in this row
                     continue
                 dy = my - (_F32(py) + _HALF)
-                xs, xe = _row_span(spans, c, g, mx, float(dy), float(px0), float(px1))
                 row = (py - py0) * tw - px0
                 for px in range(xs, xe):
                     p = row + px
@@ -339,7 +332,7 @@ def _bwd_kernel(means2d, conics, colors, opacities, spans, offsets, ids, tile_or
                         continue
                     dx = mx - (_F32(px) + _HALF)
                     sigma = _HALF * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
-                    if sigma < 0 or sigma > sig_max:
+                    if sigma < 0 or sigma > s_max:
                         continue
                     vis = np.exp(-sigma)
                     alpha = min(MAX_ALPHA, op * vis)
@@ -416,12 +409,12 @@ class RasterizeToPixelsCPU(torch.autograd.Function):
     @staticmethod
     def forward(ctx, means2d, conics, colors, opacities, radii, offsets, ids, width, height, tile_size, tile_width):
         m, q, col, op = _np32(means2d), _np32(conics), _np32(colors), _np32(opacities)
-        spans = _span_kernel(m, q, op, radii)
+        sig_max, boxes = _box_kernel(m, q, op, radii, width, height)
         order = _tile_order(len(offsets) - 1)
-        out_colors, out_T, out_last = _fwd_kernel(m, q, col, op, spans, offsets, ids, order, width, height,
+        out_colors, out_T, out_last = _fwd_kernel(m, q, col, op, sig_max, boxes, offsets, ids, order, width, height,
                                                   tile_size, tile_width)
         ctx.save_for_backward(means2d, conics, colors, opacities)  # autograd checks in-place changes
-        ctx.arrays = (spans, offsets, ids, order, out_T, out_last)
+        ctx.arrays = (sig_max, boxes, offsets, ids, order, out_T, out_last)
         ctx.sizes = (width, height, tile_size, tile_width)
         ctx.dtypes = (means2d.dtype, conics.dtype, colors.dtype, opacities.dtype)
         alphas = torch.from_numpy(1.0 - out_T)[..., None]
@@ -431,7 +424,7 @@ class RasterizeToPixelsCPU(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, v_render_colors, v_render_alphas):
         m, q, col, op = (_np32(t) for t in ctx.saved_tensors)
-        spans, offsets, ids, order, out_T, out_last = ctx.arrays
+        sig_max, boxes, offsets, ids, order, out_T, out_last = ctx.arrays
         width, height, tile_size, tile_width = ctx.sizes
         C, N, D = col.shape
         if v_render_colors is None:
@@ -440,7 +433,7 @@ class RasterizeToPixelsCPU(torch.autograd.Function):
             v_render_alphas = torch.zeros((C, height, width, 1))
         v_c = _np32(v_render_colors)
         v_a = np.ascontiguousarray(_np32(v_render_alphas)[..., 0])
-        vm, vq, vcol, vop = _bwd_kernel(m, q, col, op, spans, offsets, ids, order, width, height, tile_size,
+        vm, vq, vcol, vop = _bwd_kernel(m, q, col, op, sig_max, boxes, offsets, ids, order, width, height, tile_size,
                                         tile_width, out_T, out_last, v_c, v_a)
         dm, dq, dc, do = ctx.dtypes
         return (torch.from_numpy(vm).to(dm), torch.from_numpy(vq).to(dq), torch.from_numpy(vcol).to(dc),

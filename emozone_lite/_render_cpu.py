@@ -188,6 +188,19 @@ def _box_in_tile(boxes, c, g, px0, px1, py0, py1):
             max(boxes[c, g, 2], py0), min(boxes[c, g, 3], py1))
 
 
+@numba.njit(cache=True, inline="always")
+def _gaussian_2d(means2d, conics, opacities, c, g):
+    """``mx, my, a, b, c, opacity`` of projected Gaussian ``g`` in camera ``c``."""
+    return (means2d[c, g, 0], means2d[c, g, 1], conics[c, g, 0], conics[c, g, 1], conics[c, g, 2],
+            opacities[c, g])
+
+
+@numba.njit(cache=True, inline="always")
+def _sigma(ca, cb, cc, dx, dy):
+    """``½ dᵀ Q d`` — one float32 expression for both passes, so they skip the same pixels."""
+    return _HALF * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
+
+
 # --------------------------------------------------------------------------- forward
 @numba.njit(cache=True, parallel=True)
 def _fwd_kernel(means2d, conics, colors, opacities, sig_max, boxes, offsets, ids, tile_order, width, height, tile_size,
@@ -218,12 +231,7 @@ def _fwd_kernel(means2d, conics, colors, opacities, sig_max, boxes, offsets, ids
             if xs >= xe or ys >= ye or sig_max[c, g] < 0:
                 continue
             s_max = sig_max[c, g]
-            mx = means2d[c, g, 0]
-            my = means2d[c, g, 1]
-            ca = conics[c, g, 0]
-            cb = conics[c, g, 1]
-            cc = conics[c, g, 2]
-            op = opacities[c, g]
+            mx, my, ca, cb, cc, op = _gaussian_2d(means2d, conics, opacities, c, g)
             for py in range(ys, ye):
                 if row_done[py - py0] == tw:
                     continue
@@ -234,7 +242,7 @@ def _fwd_kernel(means2d, conics, colors, opacities, sig_max, boxes, offsets, ids
                     if done[p]:
                         continue
                     dx = mx - (_F32(px) + _HALF)
-                    sigma = _HALF * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
+                    sigma = _sigma(ca, cb, cc, dx, dy)
                     if sigma < 0 or sigma > s_max:
                         continue
                     alpha = min(MAX_ALPHA, op * np.exp(-sigma))
@@ -306,12 +314,7 @@ def _bwd_kernel(means2d, conics, colors, opacities, sig_max, boxes, offsets, ids
             if xs >= xe or ys >= ye or sig_max[c, g] < 0:
                 continue
             s_max = sig_max[c, g]
-            mx = means2d[c, g, 0]
-            my = means2d[c, g, 1]
-            ca = conics[c, g, 0]
-            cb = conics[c, g, 1]
-            cc = conics[c, g, 2]
-            op = opacities[c, g]
+            mx, my, ca, cb, cc, op = _gaussian_2d(means2d, conics, opacities, c, g)
             v_mx = _F32(0.0)
             v_my = _F32(0.0)
             v_ca = _F32(0.0)
@@ -331,7 +334,7 @@ def _bwd_kernel(means2d, conics, colors, opacities, sig_max, boxes, offsets, ids
                     if j > last[p]:  # behind this pixel's last composited Gaussian
                         continue
                     dx = mx - (_F32(px) + _HALF)
-                    sigma = _HALF * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
+                    sigma = _sigma(ca, cb, cc, dx, dy)
                     if sigma < 0 or sigma > s_max:
                         continue
                     vis = np.exp(-sigma)

@@ -325,6 +325,15 @@ def _mlp(d_in: int, hidden: int, d_out: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(d_in, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, d_out))
 
 
+def _check_sizes(n_freqs, **sizes) -> None:
+    """Constructor sizes of the fusion modules: each ``>= 1``, ``n_freqs >= 0``."""
+    for name, val in sizes.items():
+        if int(val) < 1:
+            raise ValueError(f"{name} must be >= 1, got {val}")
+    if int(n_freqs) < 0:
+        raise ValueError(f"n_freqs must be >= 0, got {n_freqs}")
+
+
 def _check_forward_inputs(mod: nn.Module, canon_means, zone_weights, audio_tokens, au_tokens, check_zone_rows: bool) -> None:
     if not isinstance(canon_means, Tensor) or canon_means.ndim != 2 or canon_means.shape[1] != 3:
         raise ValueError(f"canon_means must have shape [N, 3], got {getattr(canon_means, 'shape', type(canon_means).__name__)}")
@@ -399,11 +408,7 @@ class SZPAB(nn.Module):
         au_prior: str | Tensor | None = None,
     ) -> None:
         super().__init__()
-        for name, val in (("d_model", d_model), ("n_zones", n_zones), ("d_audio", d_audio), ("d_au", d_au), ("hidden", hidden), ("n_au", n_au)):
-            if int(val) < 1:
-                raise ValueError(f"{name} must be >= 1, got {val}")
-        if int(n_freqs) < 0:
-            raise ValueError(f"n_freqs must be >= 0, got {n_freqs}")
+        _check_sizes(n_freqs, d_model=d_model, n_zones=n_zones, d_audio=d_audio, d_au=d_au, hidden=hidden, n_au=n_au)
         if bias_mode not in ("fixed", "learnable"):
             raise ValueError(f"bias_mode must be 'fixed' or 'learnable', got {bias_mode!r}")
         self.d_model, self.n_zones, self.d_audio, self.d_au = int(d_model), int(n_zones), int(d_audio), int(d_au)
@@ -526,11 +531,7 @@ class ImplicitFusion(nn.Module):
         au_prior: str | Tensor | None = None,
     ) -> None:
         super().__init__()
-        for name, val in (("d_model", d_model), ("n_zones", n_zones), ("d_audio", d_audio), ("d_au", d_au), ("hidden", hidden), ("n_au", n_au)):
-            if int(val) < 1:
-                raise ValueError(f"{name} must be >= 1, got {val}")
-        if int(n_freqs) < 0:
-            raise ValueError(f"n_freqs must be >= 0, got {n_freqs}")
+        _check_sizes(n_freqs, d_model=d_model, n_zones=n_zones, d_audio=d_audio, d_au=d_au, hidden=hidden, n_au=n_au)
         self.d_model, self.n_zones, self.d_audio, self.d_au = int(d_model), int(n_zones), int(d_audio), int(d_au)
         self.n_freqs, self.n_au = int(n_freqs), int(n_au)
         # First layer split: W·[cond, PE(μ)] + b = W_c·cond + (W_p·PE(μ) + b) — no [B, N, ·] concat.

@@ -258,6 +258,22 @@ def test_cpu_backward_is_deterministic():
         assert torch.equal(a, b)
 
 
+def test_depth_sort_is_numpys_stable_argsort():
+    """The binning's radix sort orders depths exactly like a stable sort (ties keep N order)."""
+    from emozone_lite._render_cpu import _argsort_stable
+
+    rng = np.random.default_rng(0)
+    cases = [
+        np.zeros(0, np.float32),
+        np.array([1.0, -0.0, 0.0, -1.0, np.inf, -np.inf, 3.0, 3.0, -2.5, 1e-40, -1e-40], np.float32),
+        rng.normal(scale=5.0, size=30_000).astype(np.float32),
+        rng.integers(0, 4, 2_000).astype(np.float32),  # many ties
+        (4.0 + rng.random(5_000) * 1e-3).astype(np.float32),  # a face: depths close together
+    ]
+    for x in cases:
+        np.testing.assert_array_equal(_argsort_stable(x), np.argsort(x, kind="stable"))
+
+
 def test_meta_screen_space_gradients_and_binning():
     means, quats, scales, opacities, colors, viewmats, Ks = _scene(N=60, seed=8)
     means.requires_grad_(True)

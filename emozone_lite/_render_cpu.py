@@ -1,8 +1,15 @@
-"""Tile-based CPU rasterizer: numba kernels and their ``torch.autograd.Function``.
+"""The ``"cpu"`` backend: numba kernels and their ``torch.autograd.Function``s.
 
-This is the fast twin of :func:`emozone_lite.render._rasterize_pixels_torch`; the
-tests hold it to the readable version, values and gradients. It follows gsplat
-1.5.3's CUDA kernels (``RasterizeToPixels3DGSFwd.cu`` / ``...Bwd.cu``) rule for rule:
+Two fast twins of readable torch code in :mod:`emozone_lite.render`, each held to it
+by the tests (values and gradients):
+
+* :func:`project_gaussians_cpu` — :func:`emozone_lite.render.project_gaussians`
+  (EWA projection), in float64, parallel over Gaussians, with the analytic
+  vector-Jacobian product for means, quaternions and scales;
+* :func:`rasterize_to_pixels_cpu` — :func:`emozone_lite.render._rasterize_pixels_torch`.
+
+The rasterizer follows gsplat 1.5.3's CUDA kernels (``RasterizeToPixels3DGSFwd.cu``
+/ ``...Bwd.cu``) rule for rule:
 
 * a Gaussian is binned into every tile its ``radii`` box touches; each tile's list
   is sorted front to back by depth (stable: ties keep the Gaussian order);
@@ -28,8 +35,8 @@ Differences from the GPU layout, none visible in the results:
 * Backgrounds are composited in torch by the caller (``colour + (1 - alpha) ·
   background``), so their gradient comes from autograd.
 
-All kernels work in float32 with ``fastmath`` off, so forward and backward make
-bit-identical skip / stop decisions. They are compiled once and cached on disk
+The rasterizer's kernels work in float32 with ``fastmath`` off, so forward and
+backward make bit-identical skip / stop decisions. They are compiled once and cached on disk
 (``cache=True``); the first call in a fresh checkout takes a few seconds.
 """
 from __future__ import annotations
@@ -42,7 +49,9 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-__all__ = ["bin_gaussians", "rasterize_to_pixels_cpu", "RasterizeToPixelsCPU"]
+from .render import RADIUS_SIGMAS
+
+__all__ = ["project_gaussians_cpu", "ProjectCPU", "bin_gaussians", "rasterize_to_pixels_cpu", "RasterizeToPixelsCPU"]
 
 _F32 = np.float32
 ALPHA_THRESHOLD = _F32(1.0 / 255.0)
@@ -55,6 +64,230 @@ _ONE = _F32(1.0)
 #: float64 box arithmetic is far more precise than ``_PIXEL_MARGIN`` (pixels).
 _SIGMA_MARGIN = 1e-3
 _PIXEL_MARGIN = 1e-4
+
+
+# --------------------------------------------------------------------------- projection
+@numba.njit(cache=True)
+def _project_one(means, quats, scales, viewmats, Ks, c, n, width, height, eps2d):
+    """EWA projection of Gaussian ``n`` into camera ``c``, in float64, step for step as
+    :func:`emozone_lite.render.project_gaussians` (whose comments explain the maths).
+
+    Called only for Gaussians inside the depth range. Returns the camera-space point
+    ``x, y, z``, the intrinsics, ``x/z`` and ``y/z`` before and after clamping
+    to the widened field of view, ``rz = 1/z``, the Jacobian entries, the normalised
+    quaternion and the norm it was divided by, ``R`` (row-major), ``A = J W R S``
+    (row-major) and the 2D covariance ``s00, s01, s11``.
+    """
+    mx, my, mz = means[n, 0], means[n, 1], means[n, 2]
+    x = viewmats[c, 0, 0] * mx + viewmats[c, 0, 1] * my + viewmats[c, 0, 2] * mz + viewmats[c, 0, 3]
+    y = viewmats[c, 1, 0] * mx + viewmats[c, 1, 1] * my + viewmats[c, 1, 2] * mz + viewmats[c, 1, 3]
+    z = viewmats[c, 2, 0] * mx + viewmats[c, 2, 1] * my + viewmats[c, 2, 2] * mz + viewmats[c, 2, 3]
+    fx, fy, cx, cy = Ks[c, 0, 0], Ks[c, 1, 1], Ks[c, 0, 2], Ks[c, 1, 2]
+    ux, uy = x / z, y / z
+    bx = min(max(ux, -(cx / fx + 0.15 * width / fx)), (width - cx) / fx + 0.15 * width / fx)
+    by = min(max(uy, -(cy / fy + 0.15 * height / fy)), (height - cy) / fy + 0.15 * height / fy)
+    rz = 1.0 / z
+    j00, j02 = fx * rz, -fx * (z * bx) * rz * rz
+    j11, j12 = fy * rz, -fy * (z * by) * rz * rz
+    a0 = j00 * viewmats[c, 0, 0] + j02 * viewmats[c, 2, 0]  # rows a, b of J W
+    a1 = j00 * viewmats[c, 0, 1] + j02 * viewmats[c, 2, 1]
+    a2 = j00 * viewmats[c, 0, 2] + j02 * viewmats[c, 2, 2]
+    b0 = j11 * viewmats[c, 1, 0] + j12 * viewmats[c, 2, 0]
+    b1 = j11 * viewmats[c, 1, 1] + j12 * viewmats[c, 2, 1]
+    b2 = j11 * viewmats[c, 1, 2] + j12 * viewmats[c, 2, 2]
+    qd = max(math.sqrt(quats[n, 0] ** 2 + quats[n, 1] ** 2 + quats[n, 2] ** 2 + quats[n, 3] ** 2), 1e-12)
+    w, qx, qy, qz = quats[n, 0] / qd, quats[n, 1] / qd, quats[n, 2] / qd, quats[n, 3] / qd
+    R = (1 - 2 * (qy * qy + qz * qz), 2 * (qx * qy - w * qz), 2 * (qx * qz + w * qy),
+         2 * (qx * qy + w * qz), 1 - 2 * (qx * qx + qz * qz), 2 * (qy * qz - w * qx),
+         2 * (qx * qz - w * qy), 2 * (qy * qz + w * qx), 1 - 2 * (qx * qx + qy * qy))
+    s0, s1, s2 = scales[n, 0], scales[n, 1], scales[n, 2]
+    A = ((a0 * R[0] + a1 * R[3] + a2 * R[6]) * s0, (a0 * R[1] + a1 * R[4] + a2 * R[7]) * s1,
+         (a0 * R[2] + a1 * R[5] + a2 * R[8]) * s2,
+         (b0 * R[0] + b1 * R[3] + b2 * R[6]) * s0, (b0 * R[1] + b1 * R[4] + b2 * R[7]) * s1,
+         (b0 * R[2] + b1 * R[5] + b2 * R[8]) * s2)
+    s00 = A[0] * A[0] + A[1] * A[1] + A[2] * A[2] + eps2d
+    s01 = A[0] * A[3] + A[1] * A[4] + A[2] * A[5]
+    s11 = A[3] * A[3] + A[4] * A[4] + A[5] * A[5] + eps2d
+    return (x, y, z, fx, fy, cx, cy, ux, uy, bx, by, rz, (a0, a1, a2, b0, b1, b2), (w, qx, qy, qz), qd, R, A,
+            s00, s01, s11)
+
+
+@numba.njit(cache=True, parallel=True)
+def _project_fwd_kernel(means, quats, scales, opacities, viewmats, Ks, width, height, eps2d, near_plane, far_plane,
+                        use_opacity):
+    """``radii [C, N, 2]`` int32, ``means2d [C, N, 2]``, ``depths [C, N]``, ``conics [C, N, 3]``
+    (float64) and ``valid [C, N]`` — :func:`emozone_lite.render.project_gaussians`."""
+    C, N = viewmats.shape[0], means.shape[0]
+    radii = np.zeros((C, N, 2), np.int32)
+    means2d = np.zeros((C, N, 2))
+    depths = np.empty((C, N))
+    conics = np.zeros((C, N, 3))
+    valid = np.zeros((C, N), np.bool_)
+    for n in numba.prange(N):
+        for c in range(C):
+            depths[c, n] = (viewmats[c, 2, 0] * means[n, 0] + viewmats[c, 2, 1] * means[n, 1]
+                            + viewmats[c, 2, 2] * means[n, 2] + viewmats[c, 2, 3])
+            z = depths[c, n]
+            if not (z > near_plane and z < far_plane):
+                continue
+            (x, y, z, fx, fy, cx, cy, ux, uy, bx, by, rz, JW, q, qd, R, A,
+             s00, s01, s11) = _project_one(means, quats, scales, viewmats, Ks, c, n, width, height, eps2d)
+            det_raw = s00 * s11 - s01 * s01
+            if not det_raw > 0.0:
+                continue
+            extent = RADIUS_SIGMAS
+            if use_opacity:
+                op = opacities[n]
+                if not op >= ALPHA_THRESHOLD:
+                    continue
+                extent = min(extent, math.sqrt(2.0 * math.log(op / ALPHA_THRESHOLD)))
+            r0 = math.ceil(extent * math.sqrt(max(s00, 0.0)))
+            r1 = math.ceil(extent * math.sqrt(max(s11, 0.0)))
+            u, v = fx * x * rz + cx, fy * y * rz + cy
+            if (r0 <= 0 and r1 <= 0) or not (u + r0 > 0 and u - r0 < width and v + r1 > 0 and v - r1 < height):
+                continue
+            det = max(det_raw, 1e-10)
+            valid[c, n] = True
+            radii[c, n, 0], radii[c, n, 1] = int(r0), int(r1)
+            means2d[c, n, 0], means2d[c, n, 1] = u, v
+            conics[c, n, 0], conics[c, n, 1], conics[c, n, 2] = s11 / det, -s01 / det, s00 / det
+    return radii, means2d, depths, conics, valid
+
+
+@numba.njit(cache=True, parallel=True)
+def _project_bwd_kernel(means, quats, scales, viewmats, Ks, width, height, eps2d, valid, v_means2d, v_depths,
+                        v_conics):
+    """Vector-Jacobian product of :func:`_project_fwd_kernel` for ``means``, ``quats``, ``scales``
+    (each Gaussian's cameras are summed in one thread: deterministic, no races)."""
+    C, N = viewmats.shape[0], means.shape[0]
+    v_means = np.zeros((N, 3))
+    v_quats = np.zeros((N, 4))
+    v_scales = np.zeros((N, 3))
+    for n in numba.prange(N):
+        for c in range(C):
+            gx, gy, gz = 0.0, 0.0, v_depths[c, n]  # d/d(camera-space point)
+            if valid[c, n]:
+                (x, y, z, fx, fy, cx, cy, ux, uy, bx, by, rz, JW, q, qd, R, A,
+                 s00, s01, s11) = _project_one(means, quats, scales, viewmats, Ks, c, n, width, height, eps2d)
+                gu, gv = v_means2d[c, n, 0], v_means2d[c, n, 1]
+                ga, gb, gc = v_conics[c, n, 0], v_conics[c, n, 1], v_conics[c, n, 2]
+                # conic = (s11, -s01, s00) / det
+                det_raw = s00 * s11 - s01 * s01
+                det = max(det_raw, 1e-10)
+                k2 = (ga * s11 - gb * s01 + gc * s00) / (det * det) if det_raw >= 1e-10 else 0.0
+                g00 = gc / det - k2 * s11
+                g11 = ga / det - k2 * s00
+                g01 = -gb / det + 2.0 * k2 * s01
+                # s00 = |A0|² + eps, s01 = A0·A1, s11 = |A1|² + eps
+                gA = (2 * g00 * A[0] + g01 * A[3], 2 * g00 * A[1] + g01 * A[4], 2 * g00 * A[2] + g01 * A[5],
+                      2 * g11 * A[3] + g01 * A[0], 2 * g11 * A[4] + g01 * A[1], 2 * g11 * A[5] + g01 * A[2])
+                # A = (rows a, b of J W) · R · diag(s): gradients of J W, R and s
+                ga0, ga1, ga2, gb0, gb1, gb2 = gA
+                a0, a1, a2, b0, b1, b2 = JW
+                r00, r01, r02, r10, r11, r12, r20, r21, r22 = R
+                s0, s1, s2 = scales[n, 0], scales[n, 1], scales[n, 2]
+                gas0, gas1, gas2 = ga0 * s0, ga1 * s1, ga2 * s2
+                gbs0, gbs1, gbs2 = gb0 * s0, gb1 * s1, gb2 * s2
+                gJW = (r00 * gas0 + r01 * gas1 + r02 * gas2, r10 * gas0 + r11 * gas1 + r12 * gas2,
+                       r20 * gas0 + r21 * gas1 + r22 * gas2,
+                       r00 * gbs0 + r01 * gbs1 + r02 * gbs2, r10 * gbs0 + r11 * gbs1 + r12 * gbs2,
+                       r20 * gbs0 + r21 * gbs1 + r22 * gbs2)
+                gR = (a0 * gas0 + b0 * gbs0, a0 * gas1 + b0 * gbs1, a0 * gas2 + b0 * gbs2,
+                      a1 * gas0 + b1 * gbs0, a1 * gas1 + b1 * gbs1, a1 * gas2 + b1 * gbs2,
+                      a2 * gas0 + b2 * gbs0, a2 * gas1 + b2 * gbs1, a2 * gas2 + b2 * gbs2)
+                v_scales[n, 0] += ga0 * (a0 * r00 + a1 * r10 + a2 * r20) + gb0 * (b0 * r00 + b1 * r10 + b2 * r20)
+                v_scales[n, 1] += ga1 * (a0 * r01 + a1 * r11 + a2 * r21) + gb1 * (b0 * r01 + b1 * r11 + b2 * r21)
+                v_scales[n, 2] += ga2 * (a0 * r02 + a1 * r12 + a2 * r22) + gb2 * (b0 * r02 + b1 * r12 + b2 * r22)
+                # R from the normalised quaternion (w, x, y, z)
+                w, qx, qy, qz = q
+                gw = 2 * (-qz * gR[1] + qy * gR[2] + qz * gR[3] - qx * gR[5] - qy * gR[6] + qx * gR[7])
+                gqx = 2 * (qy * gR[1] + qz * gR[2] + qy * gR[3] - 2 * qx * gR[4] - w * gR[5] + qz * gR[6]
+                           + w * gR[7] - 2 * qx * gR[8])
+                gqy = 2 * (-2 * qy * gR[0] + qx * gR[1] + w * gR[2] + qx * gR[3] + qz * gR[5] - w * gR[6]
+                           + qz * gR[7] - 2 * qy * gR[8])
+                gqz = 2 * (-2 * qz * gR[0] - w * gR[1] + qx * gR[2] + w * gR[3] - 2 * qz * gR[4] + qy * gR[5]
+                           + qx * gR[6] + qy * gR[7])
+                dot = w * gw + qx * gqx + qy * gqy + qz * gqz
+                if qd > 1e-12:  # through the normalisation q / |q|
+                    gw, gqx, gqy, gqz = gw - w * dot, gqx - qx * dot, gqy - qy * dot, gqz - qz * dot
+                v_quats[n, 0] += gw / qd
+                v_quats[n, 1] += gqx / qd
+                v_quats[n, 2] += gqy / qd
+                v_quats[n, 3] += gqz / qd
+                # J W rows: a = j00 W0 + j02 W2, b = j11 W1 + j12 W2
+                g_j00 = gJW[0] * viewmats[c, 0, 0] + gJW[1] * viewmats[c, 0, 1] + gJW[2] * viewmats[c, 0, 2]
+                g_j02 = gJW[0] * viewmats[c, 2, 0] + gJW[1] * viewmats[c, 2, 1] + gJW[2] * viewmats[c, 2, 2]
+                g_j11 = gJW[3] * viewmats[c, 1, 0] + gJW[4] * viewmats[c, 1, 1] + gJW[5] * viewmats[c, 1, 2]
+                g_j12 = gJW[3] * viewmats[c, 2, 0] + gJW[4] * viewmats[c, 2, 1] + gJW[5] * viewmats[c, 2, 2]
+                tx, ty = z * bx, z * by
+                # j00 = fx rz, j02 = -fx tx rz², j11 = fy rz, j12 = -fy ty rz²; u = fx x rz + cx, v = fy y rz + cy
+                g_rz = (fx * g_j00 - 2 * fx * tx * rz * g_j02 + fy * g_j11 - 2 * fy * ty * rz * g_j12
+                        + fx * x * gu + fy * y * gv)
+                g_tx = -fx * rz * rz * g_j02
+                g_ty = -fy * rz * rz * g_j12
+                gx += fx * rz * gu
+                gy += fy * rz * gv
+                # tx = z · clamp(x / z): x passes through unless clamped, then z gets the bound
+                if bx == ux:
+                    gx += g_tx
+                else:
+                    gz += g_tx * bx
+                if by == uy:
+                    gy += g_ty
+                else:
+                    gz += g_ty * by
+                gz -= g_rz * rz * rz
+            for k in range(3):  # camera-space point = W · mean + t
+                v_means[n, k] += viewmats[c, 0, k] * gx + viewmats[c, 1, k] * gy + viewmats[c, 2, k] * gz
+    return v_means, v_quats, v_scales
+
+
+class ProjectCPU(torch.autograd.Function):
+    """``(means, quats, scales) → (means2d, depths, conics)`` with ``radii`` (not differentiable)."""
+
+    @staticmethod
+    def forward(ctx, means, quats, scales, opacities, viewmats, Ks, width, height, eps2d, near_plane, far_plane):
+        f64 = [t.detach().to(torch.float64).contiguous().numpy() for t in (means, quats, scales, viewmats, Ks)]
+        op = (np.ones(1) if opacities is None else opacities.detach().to(torch.float64).contiguous().numpy())
+        radii, means2d, depths, conics, valid = _project_fwd_kernel(
+            f64[0], f64[1], f64[2], op, f64[3], f64[4], width, height, eps2d, near_plane, far_plane,
+            opacities is not None)
+        ctx.arrays = (*f64, valid)
+        ctx.sizes = (width, height, eps2d)
+        ctx.dtypes = (means.dtype, quats.dtype, scales.dtype)
+        radii_t = torch.from_numpy(radii)
+        ctx.mark_non_differentiable(radii_t)
+        dt = means.dtype
+        return (radii_t, torch.from_numpy(means2d).to(dt), torch.from_numpy(depths).to(dt),
+                torch.from_numpy(conics).to(dt))
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, _v_radii, v_means2d, v_depths, v_conics):
+        means, quats, scales, viewmats, Ks, valid = ctx.arrays
+        width, height, eps2d = ctx.sizes
+        C, N = valid.shape
+
+        def f64(t, shape):
+            return np.zeros(shape) if t is None else t.detach().to(torch.float64).contiguous().numpy()
+
+        v_means, v_quats, v_scales = _project_bwd_kernel(
+            means, quats, scales, viewmats, Ks, width, height, eps2d, valid, f64(v_means2d, (C, N, 2)),
+            f64(v_depths, (C, N)), f64(v_conics, (C, N, 3)))
+        dm, dq, ds = ctx.dtypes
+        return (torch.from_numpy(v_means).to(dm), torch.from_numpy(v_quats).to(dq),
+                torch.from_numpy(v_scales).to(ds), None, None, None, None, None, None, None, None)
+
+
+def project_gaussians_cpu(means: Tensor, quats: Tensor, scales: Tensor, viewmats: Tensor, Ks: Tensor, width: int,
+                          height: int, eps2d: float = 0.3, near_plane: float = 0.01, far_plane: float = 1e10,
+                          opacities: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """:func:`emozone_lite.render.project_gaussians` in numba (float64 inside, outputs in the
+    dtype of ``means``), differentiable for ``means``, ``quats`` and ``scales``; the
+    tests hold it to the torch version. ``viewmats`` and ``Ks`` get no gradient: the
+    renderer uses the torch version when they need one."""
+    return ProjectCPU.apply(means, quats, scales, opacities, viewmats, Ks, width, height, float(eps2d),
+                            float(near_plane), float(far_plane))
 
 
 # --------------------------------------------------------------------------- binning

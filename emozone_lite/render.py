@@ -5,8 +5,10 @@ spherical harmonics, ``rasterize_mode="classic"``): same argument order,
 conventions and return value. Three backends compute the same image:
 
 * ``"gsplat"`` — gsplat's CUDA kernels (only when CUDA is available);
-* ``"cpu"`` — a tile-based numba rasterizer, parallel over tiles, with an analytic
-  backward pass (:mod:`emozone_lite._render_cpu`);
+* ``"cpu"`` — numba kernels with analytic backward passes
+  (:mod:`emozone_lite._render_cpu`): the projection (parallel over Gaussians; the
+  torch version below is used instead when ``viewmats`` or ``Ks`` need gradients)
+  and a tile-based rasterizer (parallel over tiles);
 * ``"torch"`` — the short, readable pure-PyTorch twin below, used for teaching and
   as the tests' oracle; autograd provides its gradients.
 
@@ -467,8 +469,11 @@ def rasterize(
 
     dtype = means.dtype
     viewmats, Ks = viewmats.to(dtype), Ks.to(dtype)
-    radii, means2d, depths, conics = project_gaussians(means, quats, scales, viewmats, Ks, width, height, eps2d=eps2d,
-                                                       near_plane=near_plane, far_plane=far_plane, opacities=opacities)
+    project = project_gaussians
+    if backend == "cpu" and not (viewmats.requires_grad or Ks.requires_grad):
+        from ._render_cpu import project_gaussians_cpu as project  # its numba twin (no camera gradients)
+    radii, means2d, depths, conics = project(means, quats, scales, viewmats, Ks, width, height, eps2d=eps2d,
+                                             near_plane=near_plane, far_plane=far_plane, opacities=opacities)
     opacities_c = opacities[None, :].expand(C, N)  # [C, N]
     colors_c = colors[None].expand(C, N, D) if colors.ndim == 2 else colors  # [C, N, D]
     tile_width, tile_height = math.ceil(width / tile_size), math.ceil(height / tile_size)

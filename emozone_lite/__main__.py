@@ -82,7 +82,7 @@ def demo(fast: bool = False, out: str | os.PathLike = "outputs", progress: bool 
     import imageio.v3 as iio
 
     iio.imwrite(out / "demo_strip.png", frame_strip(side, n=6))
-    test_key = next(k for k in report["results"]["szpab+citae"] if k.startswith("heldout_utterance"))
+    test_key = T.heldout_split(report["results"])
     metrics = {
         "model": model.config.to_dict(),
         "train": cfg.to_dict(),

@@ -457,6 +457,12 @@ TABLE_COLUMNS = (
 )
 
 
+def heldout_split(results: dict[str, dict]) -> str:
+    """The key of the held-out utterance's metrics (``"heldout_utterance:<clip>"``) in an
+    ablation's ``results``; the paper's claim is checked on it."""
+    return next(k for k in next(iter(results.values())) if k.startswith("heldout_utterance"))
+
+
 def claim_check(rows: dict[str, dict[str, float]], psnr_margin: float = 0.5, sync_margin: float = 0.05) -> dict:
     """The paper's claim: SZ-PAB + CIT-AE has lower AUE-U and lower jitter than implicit +
     per-frame, at PSNR and lip sync within a small margin. Returns each part and the verdict."""
@@ -512,7 +518,7 @@ def run_ablation(train_cfg: TrainConfig, data: Dataset, out_dir: str | os.PathLi
         model, hist = train(cfg, train_cfg, data, runs_dir / run_name(cfg), resume=resume, progress=progress)
         results[cfg.name] = evaluate(model, data)
         models[cfg.name], histories[cfg.name] = model, hist
-    test_split = next(k for k in next(iter(results.values())) if k.startswith("heldout_utterance"))
+    test_split = heldout_split(results)
     claim = claim_check({n: r[test_split] for n, r in results.items()}) if {"szpab+citae", "implicit+per_frame"} <= set(results) else None
     report = {
         "train_config": train_cfg.to_dict(),

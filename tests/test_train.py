@@ -102,6 +102,7 @@ def test_evaluate_and_ablation_outputs(cfg, data, tmp_path):
     assert "| szpab+citae |" in md and "Paper claim" in md
     assert (tmp_path / "ablation.png").stat().st_size > 1000
     assert set(rep["claim"]["parts"]) and isinstance(rep["claim"]["holds"], bool)
+    assert T.heldout_split(res["results"]) == test_key == f"heldout_utterance:{data.test[0].name}"
 
 
 def test_cli_render_own_files(cfg, data, tmp_path):

@@ -1,19 +1,23 @@
 # emozone-lite: the two commands are `make demo` and `make test`.
-# Both create .venv when it is missing and install the package first.
+# Both create .venv when it is missing and install the package first (exact pins
+# from constraints.txt, library ranges from pyproject.toml).
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.emozone-installed
+PIP    := $(PY) -m pip install -q -c constraints.txt
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
-# idle OpenMP threads of torch must not spin against numba's renderer threads
-export OMP_WAIT_POLICY := PASSIVE
+# The toolkit's thread policy (emozone_lite/threads.py): idle OpenMP threads sleep
+# instead of spinning against the numba renderer's threads. Exported here so that it
+# reaches every process make starts before torch loads (notebook kernels, tests).
+export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: install demo demo-fast test test-py test-nb lab bench clean
+.PHONY: install demo demo-fast test lint format lab bench wheel-check clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade "pip>=24"
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PIP) -e ".[dev]"
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -30,6 +34,15 @@ test: $(STAMP)
 	EMOZONE_FAST=1 MPLBACKEND=Agg $(PY) -m pytest tests -q
 	EMOZONE_FAST=1 MPLBACKEND=Agg $(PY) -m pytest --nbval-lax notebooks -q -p no:cacheprovider
 
+# ruff: lint and format check (CI runs this before the tests); `make format` fixes.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/
 
@@ -37,5 +50,10 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_render.py
 	$(PY) benchmarks/bench_studio.py
 
+# A plain install as a user gets it: build the wheel, install it (no extras) into a
+# fresh venv outside the checkout, run the fast demo from another folder.
+wheel-check: $(STAMP)
+	PYTHON=$(PYTHON) BUILD_PY=$(PY) bash .ci/wheel_check
+
 clean:
-	rm -rf outputs .pytest_cache
+	rm -rf outputs .pytest_cache build dist

@@ -24,7 +24,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import emozone_lite  # noqa: E402,F401  (first: it sets OMP_WAIT_POLICY before torch loads OpenMP)
+from emozone_lite.threads import configure_threads  # noqa: E402
+
+configure_threads()  # the toolkit's thread policy, before torch loads OpenMP
 from emozone_lite import train as T  # noqa: E402
 
 METRICS = ("psnr", "aue_upper", "motion_upper", "jitter_upper_lmk", "lip_sync")

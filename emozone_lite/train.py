@@ -30,7 +30,7 @@ from .metrics import MOUTH_IDX, UPPER_FACE_IDX, jitter, l1_dssim_loss, lip_sync_
 from .metrics import aue as aue_metric
 from .model import EmoZoneLite, ModelConfig
 from .teacher import TeacherRig, sequence
-from .utils import FAST, atomic_write, data_path, seed_everything
+from .utils import atomic_write, cache_dir, data_path, fast_mode, seed_everything  # cache_dir: re-exported
 
 #: (wav, phone label) of the bundled utterances: training speech and held-out speech.
 TRAIN_UTTERANCES = (("arctic_a0009.wav", "arctic_a0009_phone.lab"),)
@@ -574,7 +574,7 @@ def plot_ablation(results: dict[str, dict], split: str):
 
 def default_train_config(fast: bool | None = None) -> TrainConfig:
     """``TrainConfig()`` or, under ``EMOZONE_FAST=1`` / ``fast=True``, ``TrainConfig.fast()``."""
-    return TrainConfig.fast() if (FAST if fast is None else fast) else TrainConfig()
+    return TrainConfig.fast() if (fast_mode() if fast is None else fast) else TrainConfig()
 
 
 # ------------------------------------------------------------------------- caching
@@ -582,13 +582,6 @@ def default_train_config(fast: bool | None = None) -> TrainConfig:
 DATA_VERSION = 1
 #: Bump when the network's parameters change, to invalidate cached runs.
 MODEL_VERSION = 3
-
-
-def cache_dir() -> Path:
-    """Where teacher datasets and trained models are cached (``EMOZONE_CACHE`` or ``outputs/cache``)."""
-    from .utils import DATA_DIR
-
-    return Path(os.environ.get("EMOZONE_CACHE", DATA_DIR.parent / "outputs" / "cache"))
 
 
 def _key(*parts: dict) -> str:

@@ -1,23 +1,134 @@
-"""Small shared helpers: seeding, the FAST flag, bundled-data paths, atomic writes."""
+"""Small shared helpers: seeding, the FAST flag, where data / caches / outputs live, atomic writes.
+
+Nothing here is frozen at import: every function reads the environment when it is
+called, so a user can change ``EMOZONE_FAST``, ``EMOZONE_DATA``, ``EMOZONE_CACHE`` or
+``EMOZONE_OUTPUTS`` at any time (``os.environ[...] = ...`` in a notebook works).
+
+=================== ======================================================= ==========================
+variable            meaning                                                 default
+=================== ======================================================= ==========================
+``EMOZONE_FAST``    ``1``/``true``/``yes``/``on``: shrink sizes and          off
+                    iterations (never the checks); CI sets it
+``EMOZONE_DATA``    folder of the bundled sample data                       the installed package data
+``EMOZONE_CACHE``   cached teacher datasets and trained models              the user cache folder
+                                                                            (``~/.cache/emozone-lite``)
+``EMOZONE_OUTPUTS`` where the studio and notebooks write videos             ``./outputs``
+=================== ======================================================= ==========================
+"""
+
 from __future__ import annotations
 
 import os
 import random
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
 
-#: Folder with the bundled, offline sample data (``data_samples/`` at the repo root).
-#: Override with the ``EMOZONE_DATA`` environment variable.
-DATA_DIR = Path(os.environ.get("EMOZONE_DATA", Path(__file__).resolve().parent.parent / "data_samples"))
+__all__ = [
+    "ENV_FAST",
+    "ENV_DATA",
+    "ENV_CACHE",
+    "ENV_OUTPUTS",
+    "fast_mode",
+    "data_dir",
+    "data_path",
+    "cache_dir",
+    "outputs_dir",
+    "seed_everything",
+    "get_device",
+    "atomic_write",
+]
 
-#: True when ``EMOZONE_FAST=1``: notebooks and demos shrink sizes and iterations
-#: (never their checks). CI sets it.
-FAST = os.environ.get("EMOZONE_FAST", "0") not in ("", "0", "false", "False")
+ENV_FAST = "EMOZONE_FAST"
+ENV_DATA = "EMOZONE_DATA"
+ENV_CACHE = "EMOZONE_CACHE"
+ENV_OUTPUTS = "EMOZONE_OUTPUTS"
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("", "0", "false", "no", "off")
+
+
+def fast_mode() -> bool:
+    """True when ``EMOZONE_FAST`` is set to ``1``/``true``/``yes``/``on`` (any case).
+
+    The one place the flag is parsed. Notebooks and demos shrink sizes and iterations
+    under it (never their checks); CI sets it.
+
+    Raises:
+        ValueError: for any other value, naming it (a typo must not silently run the
+            full configuration).
+    """
+    raw = os.environ.get(ENV_FAST, "")
+    v = raw.strip().lower()
+    if v in _TRUE:
+        return True
+    if v in _FALSE:
+        return False
+    raise ValueError(f"{ENV_FAST}={raw!r} is not understood; use 1 (fast) or 0 (full)")
+
+
+def _packaged_data_dir() -> Path | None:
+    """Folder of the ``emozone_lite.data`` package (``data_samples/`` of the source tree)."""
+    try:
+        from importlib.resources import files
+
+        p = Path(str(files("emozone_lite.data")))
+    except (ModuleNotFoundError, TypeError):
+        return None
+    return p if p.is_dir() else None
+
+
+def data_dir() -> Path:
+    """Folder with the bundled, offline sample data.
+
+    ``EMOZONE_DATA`` when set; else the installed package data (``emozone_lite.data``,
+    which is ``data_samples/`` of a source checkout or an editable install); else
+    ``data_samples/`` beside the package (a checkout used through ``PYTHONPATH``).
+    """
+    env = os.environ.get(ENV_DATA)
+    if env:
+        return Path(env)
+    packaged = _packaged_data_dir()
+    if packaged is not None:
+        return packaged
+    return Path(__file__).resolve().parent.parent / "data_samples"
+
+
+def data_path(name: str) -> Path:
+    """Path of a bundled sample file, e.g. ``data_path("arctic_a0009.wav")``.
+
+    Raises:
+        FileNotFoundError: naming the file and the data folder searched.
+    """
+    root = data_dir()
+    p = root / name
+    if not p.exists():
+        available = sorted(x.name for x in root.iterdir() if not x.name.startswith(("_", "."))) if root.is_dir() else []
+        raise FileNotFoundError(f"bundled sample {name!r} not found in {root}; available: {available}")
+    return p
+
+
+def cache_dir() -> Path:
+    """Where teacher datasets and trained models are cached: ``EMOZONE_CACHE`` when set,
+    else the user cache folder (``platformdirs.user_cache_dir("emozone-lite")``,
+    ``~/.cache/emozone-lite`` on Linux). Never inside the installed package."""
+    env = os.environ.get(ENV_CACHE)
+    if env:
+        return Path(env)
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("emozone-lite", appauthor=False))
+
+
+def outputs_dir() -> Path:
+    """Where videos and reports go by default: ``EMOZONE_OUTPUTS`` when set, else
+    ``outputs/`` in the current folder."""
+    env = os.environ.get(ENV_OUTPUTS)
+    return Path(env) if env else Path.cwd() / "outputs"
 
 
 def seed_everything(seed: int = 0) -> None:
@@ -30,21 +141,6 @@ def seed_everything(seed: int = 0) -> None:
 def get_device() -> torch.device:
     """CUDA when available, else CPU."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def data_path(name: str) -> Path:
-    """Path of a bundled sample file, e.g. ``data_path("arctic_a0009.wav")``.
-
-    Raises:
-        FileNotFoundError: naming the file and the data folder searched.
-    """
-    p = DATA_DIR / name
-    if not p.exists():
-        available = sorted(x.name for x in DATA_DIR.iterdir()) if DATA_DIR.is_dir() else []
-        raise FileNotFoundError(
-            f"bundled sample {name!r} not found in {DATA_DIR}; available: {available}"
-        )
-    return p
 
 
 @contextmanager
@@ -78,3 +174,12 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def __getattr__(name: str):
+    # Old names, computed when read (never frozen at import): ``utils.DATA_DIR``, ``utils.FAST``.
+    if name == "DATA_DIR":
+        return data_dir()
+    if name == "FAST":
+        return fast_mode()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,16 @@
+"""Shared test settings.
+
+Property tests (hypothesis) run the same examples on every run (``derandomize``, no
+example database on disk), so CI never meets a new case by chance. To explore new
+random examples locally: ``HYPOTHESIS_PROFILE=explore pytest tests``.
+"""
+
+from __future__ import annotations
+
+import os
+
+from hypothesis import settings
+
+settings.register_profile("ci", derandomize=True, database=None, deadline=None, print_blob=True)
+settings.register_profile("explore", derandomize=False, database=None, deadline=None, max_examples=200, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

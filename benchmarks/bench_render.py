@@ -25,8 +25,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import emozone_lite  # noqa: E402,F401  (first: it sets OMP_WAIT_POLICY before torch loads OpenMP)
+from emozone_lite.threads import configure_threads
+
+configure_threads()  # OMP_WAIT_POLICY=PASSIVE unless set: before torch loads OpenMP
+
 import torch  # noqa: E402
+
 from emozone_lite.camera import Camera  # noqa: E402
 from emozone_lite.landmarks import load_canonical_mesh  # noqa: E402
 from emozone_lite.render import rasterize  # noqa: E402

@@ -1,5 +1,7 @@
-"""Tests of emozone_lite.render: the CPU rasterizer against its readable torch twin,
-both against gsplat's pure-torch reference code, and every bad-input path.
+"""Tests of the emozone_lite.render package: the CPU rasterizer (``render._cpu``) against
+its readable torch twin (``render._torch``), both against gsplat's pure-torch reference
+code, property tests (hypothesis) of cpu == torch on random small scenes, and every
+bad-input path.
 
 Scenes are small (tens of Gaussians, 40×30 pixels) so the file runs in well under a
 minute on two cores once numba has compiled the kernels (cached on disk).
@@ -7,15 +9,20 @@ minute on two cores once numba has compiled the kernels (cached on disk).
 from __future__ import annotations
 
 import doctest
+import importlib
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
-from emozone_lite import render
 from emozone_lite.camera import Camera, look_at
-from emozone_lite.render import project_gaussians, rasterize, render_image
+from emozone_lite.render import ALPHA_THRESHOLD, MAX_ALPHA, T_STOP, _torch, project_gaussians, rasterize, render_image
 
 W, H = 40, 30  # not a multiple of the tile size: partial tiles on the right and bottom
 
@@ -132,7 +139,7 @@ def test_projection_gradients_finite_at_camera_plane():
 @pytest.mark.parametrize("with_opacity", [False, True])
 def test_numba_projection_matches_torch_values_and_grads(dtype, with_opacity):
     """The cpu backend's numba projection is the fast twin of project_gaussians."""
-    from emozone_lite._render_cpu import project_gaussians_cpu
+    from emozone_lite.render._cpu import project_gaussians_cpu
 
     means, quats, scales, opacities, _, viewmats, Ks = _scene(N=300, C=3, seed=11)
     means[10] = torch.tensor([1.5, 0.0, 0.0])  # off-screen, inside the box margin: x/z is clamped in J
@@ -222,6 +229,35 @@ def test_float64_inputs_and_partial_gradients():
         assert torch.isfinite(g).all() and float(g.abs().sum()) > 0
 
 
+def test_float64_does_what_the_rasterize_docstring_says():
+    """Outputs (and gradients) have the dtype of the inputs; the torch backend computes in
+    float64; the cpu backend projects in float64 and composites in float32."""
+    scene32 = _scene(N=60, C=2, seed=16)
+    scene64 = [t.double() for t in scene32]  # the same values, exactly
+    out = {}
+    for backend in ("cpu", "torch"):
+        for dtype, scene in ((torch.float32, scene32), (torch.float64, scene64)):
+            img, alpha, meta, grads = _grads_of(backend, *scene)
+            assert img.dtype == alpha.dtype == dtype, backend
+            assert all(meta[k].dtype == dtype for k in ("means2d", "depths", "conics", "opacities")), backend
+            assert all(g.dtype == dtype for g in grads), backend
+            out[backend, dtype] = img, alpha, meta, grads
+    f64 = torch.float64
+    # torch computes in float64: its projection equals the numba float64 one to many digits ...
+    for key in ("means2d", "depths", "conics"):
+        torch.testing.assert_close(out["torch", f64][2][key], out["cpu", f64][2][key], rtol=1e-10, atol=1e-10)
+    # ... while its float32 render agrees with its float64 render only to float32 accuracy
+    diff = float((out["torch", f64][0] - out["torch", torch.float32][0].double()).abs().max())
+    assert 0 < diff < 1e-4
+    # cpu: float64 inputs give exactly the float32 render (projected in float64 either way), cast up
+    assert torch.equal(out["cpu", f64][0], out["cpu", torch.float32][0].double())
+    assert torch.equal(out["cpu", f64][1], out["cpu", torch.float32][1].double())
+    # ... which is the float64 torch render to float32 tolerance
+    torch.testing.assert_close(out["cpu", f64][0], out["torch", f64][0], rtol=0, atol=1e-5)
+    torch.testing.assert_close(out["cpu", f64][1], out["torch", f64][1], rtol=0, atol=1e-5)
+    _assert_grads_close(out["cpu", f64][3], out["torch", f64][3], NAMES[:5])
+
+
 def test_empty_scene_returns_background():
     z = torch.zeros
     viewmats, Ks = _cameras(2)
@@ -280,7 +316,7 @@ def test_cpu_rasterizer_degenerate_and_indefinite_conics():
     """Hand-made 2D inputs: a singular conic (an infinite line) and an indefinite one
     (skipped where sigma < 0) match the torch twin. Like gsplat, such Gaussians are
     drawn over the whole tiles they are binned to, not only inside their radii box."""
-    from emozone_lite._render_cpu import rasterize_to_pixels_cpu
+    from emozone_lite.render._cpu import rasterize_to_pixels_cpu
 
     means2d = torch.tensor([[[10.0, 9.0], [20.3, 12.7], [30.0, 20.0]]], requires_grad=True)
     conics = torch.tensor([[[0.5, 0.5, 0.5], [0.5, 1.0, 0.5], [0.2, 0.05, 0.3]]], requires_grad=True)
@@ -290,7 +326,7 @@ def test_cpu_rasterizer_degenerate_and_indefinite_conics():
     depths = torch.tensor([[1.0, 2.0, 3.0]])
     w = torch.randn(1, H, W, 3, generator=torch.Generator().manual_seed(1))
     outs, grads = [], []
-    for fn in (rasterize_to_pixels_cpu, render._rasterize_pixels_torch):
+    for fn in (rasterize_to_pixels_cpu, _torch._rasterize_pixels_torch):
         img, alpha = fn(means2d, conics, colors, opacities, radii, depths, W, H)[:2]
         (g,) = [torch.autograd.grad((img * w).sum() + alpha.sum(), [means2d, conics, colors, opacities])]
         outs.append((img.detach(), alpha.detach()))
@@ -309,9 +345,32 @@ def test_cpu_backward_is_deterministic():
         assert torch.equal(a, b)
 
 
+def test_cpu_projection_saves_inputs_for_backward():
+    """ProjectCPU keeps its inputs with ``save_for_backward``: changing one in place after
+    forward makes backward raise autograd's version-counter error instead of silently
+    using the new values (float32 inputs: the float64 copies are made again in backward)."""
+    from emozone_lite.render._cpu import project_gaussians_cpu
+
+    means, quats, scales, opacities, colors, viewmats, Ks = _scene(N=20, seed=17)
+    leaf = means.clone().requires_grad_(True)
+    for changed in ("means", "quats", "scales", "viewmats", "Ks"):
+        inputs = dict(means=leaf * 1.0, quats=quats.clone(), scales=scales.clone(), viewmats=viewmats.clone(),
+                      Ks=Ks.clone())  # `leaf * 1.0` is not a leaf: it may be changed in place
+        _, means2d, depths, conics = project_gaussians_cpu(**inputs, width=W, height=H)
+        inputs[changed].mul_(1.01)
+        with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+            (means2d.sum() + depths.sum() + conics.sum()).backward()
+    # the same through rasterize
+    m = leaf * 1.0
+    img, _, _ = rasterize(m, quats, scales, opacities, colors, viewmats, Ks, W, H, backend="cpu")
+    m.add_(0.01)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        img.sum().backward()
+
+
 def test_depth_sort_is_numpys_stable_argsort():
     """The binning's radix sort orders depths exactly like a stable sort (ties keep N order)."""
-    from emozone_lite._render_cpu import _argsort_stable
+    from emozone_lite.render._cpu import _argsort_stable
 
     rng = np.random.default_rng(0)
     cases = [
@@ -338,6 +397,103 @@ def test_meta_screen_space_gradients_and_binning():
     means2d.retain_grad()
     img.sum().backward()
     assert means2d.grad is not None and means2d.grad.abs().sum() > 0
+
+
+# --------------------------------------------------------------------------- property tests (hypothesis)
+# derandomize: the same examples on every run (CI never meets a new scene by chance); no database files.
+PROPERTY = settings(max_examples=25, deadline=None, derandomize=True, database=None,
+                    suppress_health_check=[HealthCheck.too_slow])
+
+
+@st.composite
+def small_scenes(draw):
+    """1–30 Gaussians in a 1.2-wide cube, 1–2 cameras, 8–40 px images, D = 1..4 channels;
+    random scales (0.005–0.6: from sub-pixel to most of the image, so early stops happen),
+    opacities (uniform from 0, 0.3 or 0.9 to 1, or all 1: clamped at 0.999), colours,
+    per-camera colours and backgrounds."""
+    N, C, D = draw(st.integers(1, 30)), draw(st.integers(1, 2)), draw(st.integers(1, 4))
+    width, height = draw(st.integers(8, 40)), draw(st.integers(8, 40))
+    seed = draw(st.integers(0, 2**31 - 1))
+    log_scale = draw(st.floats(math.log(0.005), math.log(0.2)))
+    opacity_min = draw(st.sampled_from([0.0, 0.3, 0.9, 1.0]))  # 1.0: all fully opaque (clamped at 0.999)
+    per_camera, with_bg = draw(st.booleans()), draw(st.booleans())
+    g = torch.Generator().manual_seed(seed)
+    means = (torch.rand(N, 3, generator=g) * 2 - 1) * 0.6
+    quats = torch.randn(N, 4, generator=g)
+    quats = quats + 0.5 * torch.sign(quats)  # |q| >= 1: no near-zero quaternion to amplify rounding
+    scales = torch.exp(log_scale + torch.rand(N, 3, generator=g) * math.log(3.0))
+    opacities = opacity_min + (1 - opacity_min) * torch.rand(N, generator=g)
+    colors = torch.rand((C, N, D) if per_camera else (N, D), generator=g)
+    viewmats, Ks = [], []
+    for _ in range(C):
+        yaw, pitch = (float(a) for a in (torch.rand(2, generator=g) - 0.5) * torch.tensor([2.0, 0.8]))
+        eye = (3.0 * math.sin(yaw) * math.cos(pitch), 3.0 * math.sin(pitch), 3.0 * math.cos(yaw) * math.cos(pitch))
+        viewmats.append(look_at(eye, (0.0, 0.0, 0.0)))
+        f = float(max(width, height) * (1.5 + 2.0 * torch.rand((), generator=g)))
+        Ks.append(torch.tensor([[f, 0.0, width / 2], [0.0, f, height / 2], [0.0, 0.0, 1.0]]))
+    bg = torch.rand(C, D, generator=g) if with_bg else None
+    scene = (means, quats, scales, opacities, colors, torch.stack(viewmats), torch.stack(Ks))
+    return scene, width, height, bg
+
+
+def _near_a_threshold(meta, width: int, height: int, rel: float = 2e-4) -> bool:
+    """Whether some (pixel, Gaussian) pair lies within ``rel`` (in log) of a compositing
+    decision: ``alpha = 1/255`` (skip), ``opacity · exp(-sigma) = 0.999`` (clamp) or
+    ``T = 1e-4`` (stop).
+
+    The cpu backend projects in float64 and the torch one in float32; on random scenes
+    their ``log alpha`` and ``log T`` differed by at most ~3e-5, so within ``rel = 2e-4``
+    of a threshold a decision may go either way and the images differ by up to 1/255 —
+    an expected difference, not a bug. Tiles are ignored: with positive-definite conics
+    (eps2d > 0) a Gaussian outside its tiles has alpha < 1/255 anyway."""
+    ys, xs = torch.meshgrid(torch.arange(height, dtype=torch.float64) + 0.5,
+                            torch.arange(width, dtype=torch.float64) + 0.5, indexing="ij")
+    px, py = xs.reshape(-1, 1), ys.reshape(-1, 1)  # [P, 1]
+    for c in range(meta["n_cameras"]):
+        visible = (meta["radii"][c] > 0).all(-1)
+        order = torch.sort(meta["depths"][c].detach()[visible], stable=True).indices
+        m2 = meta["means2d"][c].detach().double()[visible][order]
+        a, b, cc = meta["conics"][c].detach().double()[visible][order].unbind(-1)
+        op = meta["opacities"][c].detach().double()[visible][order]
+        dx, dy = m2[:, 0] - px, m2[:, 1] - py  # [P, G]
+        sigma = 0.5 * (a * dx * dx + cc * dy * dy) + b * dx * dy
+        raw = op * torch.exp(-sigma)
+        for threshold in (ALPHA_THRESHOLD, MAX_ALPHA):
+            if bool((torch.log(raw / threshold).abs() < rel).any()):
+                return True
+        alpha = torch.where(raw >= ALPHA_THRESHOLD, raw.clamp_max(MAX_ALPHA), torch.zeros_like(raw))
+        T_behind = torch.cumprod(1 - alpha, dim=1)
+        if bool(((torch.log(T_behind / T_STOP).abs() < rel) & (alpha > 0)).any()):
+            return True
+    return False
+
+
+@PROPERTY
+@given(small_scenes())
+def test_property_cpu_equals_torch_values_and_grads(case):
+    scene, width, height, bg = case
+    img_t, a_t, meta_t, g_t = _grads_of("torch", *scene, width=width, height=height, backgrounds=bg)
+    assume(not _near_a_threshold(meta_t, width, height))  # see _near_a_threshold
+    img_c, a_c, meta_c, g_c = _grads_of("cpu", *scene, width=width, height=height, backgrounds=bg)
+    torch.testing.assert_close(img_c, img_t, rtol=0, atol=1e-4)
+    torch.testing.assert_close(a_c, a_t, rtol=0, atol=1e-4)
+    _assert_grads_close(g_c, g_t, NAMES if bg is not None else NAMES[:5])
+
+
+_SPECIAL_DEPTHS = [float(np.float32(v)) for v in
+                   (0.0, -0.0, 1.0, -1.0, 3.0, 4.0, 4.0001, -2.5, 1e-40, -1e-40, 1e-30, 1e30, -1e30, 3e38, -3e38,
+                    np.inf, -np.inf)]
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, database=None)
+@given(hnp.arrays(np.float32, st.integers(0, 2000),
+                  elements=st.one_of(st.sampled_from(_SPECIAL_DEPTHS), st.floats(width=32, allow_nan=False))))
+def test_property_argsort_stable_equals_numpy(x):
+    """The binning's radix sort is numpy's stable argsort on any float32 array without NaN
+    (ties, ±0.0 as equal, negatives, subnormals, huge values, ±inf)."""
+    from emozone_lite.render._cpu import _argsort_stable
+
+    np.testing.assert_array_equal(_argsort_stable(x), np.argsort(x, kind="stable"))
 
 
 # --------------------------------------------------------------------------- vs gsplat's reference code
@@ -505,19 +661,32 @@ def test_bad_inputs_raise_clear_errors(changes, message):
 @pytest.mark.parametrize(
     "name, index, value, message",
     [
-        ("means", (3, 1), float("nan"), "means contains NaN or inf"),
-        ("means", (0, 0), float("inf"), "means contains NaN or inf"),
-        ("viewmats", (0, 0, 3), float("nan"), "viewmats contains NaN or inf"),
-        ("Ks", (0, 0, 0), float("inf"), "Ks contains NaN or inf"),
+        ("means", (3, 1), float("nan"), "^means contains NaN or inf; check the optimiser"),
+        ("means", (0, 0), float("inf"), "^means contains NaN or inf"),
+        ("quats", (2, 0), float("nan"), "^quats contains NaN or inf"),
+        ("scales", (1, 2), float("inf"), "^scales contains NaN or inf"),
+        ("opacities", (4,), float("nan"), "^opacities contains NaN or inf"),
+        ("colors", (0, 1), -float("inf"), "^colors contains NaN or inf"),
+        ("viewmats", (0, 0, 3), float("nan"), "^viewmats contains NaN or inf"),
+        ("Ks", (0, 0, 0), float("inf"), "^Ks contains NaN or inf"),
+        ("backgrounds", (0, 2), float("nan"), "^backgrounds contains NaN or inf"),
         ("Ks", (0, 1, 1), 0.0, "zero focal length"),
     ],
 )
-def test_non_finite_inputs_raise(name, index, value, message):
-    kw = _bad()
+@pytest.mark.parametrize("backend", ["cpu", "torch"])
+def test_non_finite_inputs_raise(name, index, value, message, backend):
+    kw = _bad(backgrounds=torch.full((1, 3), 0.5))
     kw[name] = _nan_at(kw[name], index, value)
+    args = [kw.pop(k) for k in ("means", "quats", "scales", "opacities", "colors", "viewmats", "Ks", "width",
+                                "height")]
     with pytest.raises(ValueError, match=message):
-        rasterize(kw["means"], kw["quats"], kw["scales"], kw["opacities"], kw["colors"], kw["viewmats"], kw["Ks"], W,
-                  H, backend="cpu")
+        rasterize(*args, backend=backend, **kw)
+
+
+def test_non_finite_per_camera_colors_raise():
+    means, quats, scales, opacities, colors, viewmats, Ks = _scene(N=10, C=2, seed=14, per_camera_colors=True)
+    with pytest.raises(ValueError, match="^colors contains NaN or inf"):
+        rasterize(means, quats, scales, opacities, _nan_at(colors, (1, 3, 0)), viewmats, Ks, W, H, backend="cpu")
 
 
 def test_mixed_devices_and_cpu_backend_device_checks():
@@ -532,6 +701,22 @@ def test_mixed_devices_and_cpu_backend_device_checks():
                   H)
 
 
-def test_docstring_examples():
-    failures, _ = doctest.testmod(render, optionflags=doctest.ELLIPSIS)
+def test_numba_and_gsplat_are_imported_only_when_used():
+    code = (
+        "import sys, torch\n"
+        "from emozone_lite.render import rasterize\n"
+        "z = torch.zeros\n"
+        "rasterize(z(1, 3), torch.tensor([[1.0, 0, 0, 0]]), z(1, 3) + 0.1, z(1) + 1, z(1, 3), torch.eye(4)[None],\n"
+        "          torch.eye(3)[None], 8, 8, backend='torch')\n"
+        "assert 'numba' not in sys.modules and 'gsplat' not in sys.modules, 'torch backend'\n"
+        "rasterize(z(1, 3), torch.tensor([[1.0, 0, 0, 0]]), z(1, 3) + 0.1, z(1) + 1, z(1, 3), torch.eye(4)[None],\n"
+        "          torch.eye(3)[None], 8, 8, backend='cpu')\n"
+        "assert 'numba' in sys.modules and 'gsplat' not in sys.modules, 'cpu backend'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("module", ["", "._constants", "._torch", "._cpu", "._gsplat"])
+def test_docstring_examples(module):
+    failures, _ = doctest.testmod(importlib.import_module("emozone_lite.render" + module), optionflags=doctest.ELLIPSIS)
     assert failures == 0

@@ -1,12 +1,12 @@
 """The ``"cpu"`` backend: numba kernels and their ``torch.autograd.Function``s.
 
-Two fast twins of readable torch code in :mod:`emozone_lite.render`, each held to it
-by the tests (values and gradients):
+Two fast twins of the readable torch code in :mod:`emozone_lite.render._torch`, each
+held to it by the tests (values and gradients):
 
 * :func:`project_gaussians_cpu` — :func:`emozone_lite.render.project_gaussians`
   (EWA projection), in float64, parallel over Gaussians, with the analytic
   vector-Jacobian product for means, quaternions and scales;
-* :func:`rasterize_to_pixels_cpu` — :func:`emozone_lite.render._rasterize_pixels_torch`.
+* :func:`rasterize_to_pixels_cpu` — :func:`emozone_lite.render._torch._rasterize_pixels_torch`.
 
 The rasterizer follows gsplat 1.5.3's CUDA kernels (``RasterizeToPixels3DGSFwd.cu``
 / ``...Bwd.cu``) rule for rule:
@@ -37,7 +37,9 @@ Differences from the GPU layout, none visible in the results:
 
 The rasterizer's kernels work in float32 with ``fastmath`` off, so forward and
 backward make bit-identical skip / stop decisions. They are compiled once and cached on disk
-(``cache=True``); the first call in a fresh checkout takes a few seconds.
+(``cache=True``); the first call in a fresh checkout takes a few seconds. The constants
+come from :mod:`emozone_lite.render._constants` (numba freezes them at compile time;
+see there before editing one).
 """
 from __future__ import annotations
 
@@ -49,14 +51,16 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from .render import RADIUS_SIGMAS
+from . import _constants
+from ._constants import FOV_MARGIN, RADIUS_SIGMAS, tile_grid
 
 __all__ = ["project_gaussians_cpu", "ProjectCPU", "bin_gaussians", "rasterize_to_pixels_cpu", "RasterizeToPixelsCPU"]
 
 _F32 = np.float32
-ALPHA_THRESHOLD = _F32(1.0 / 255.0)
-MAX_ALPHA = _F32(0.999)
-T_STOP = _F32(1e-4)
+# float32 copies of the shared constants: the kernels compare in float32, like gsplat's CUDA
+ALPHA_THRESHOLD = _F32(_constants.ALPHA_THRESHOLD)
+MAX_ALPHA = _F32(_constants.MAX_ALPHA)
+T_STOP = _F32(_constants.T_STOP)
 _HALF = _F32(0.5)
 _ONE = _F32(1.0)
 #: Margins that keep the skipped region strictly where ``alpha < 1/255``: float32
@@ -69,8 +73,9 @@ _PIXEL_MARGIN = 1e-4
 # --------------------------------------------------------------------------- projection
 @numba.njit(cache=True)
 def _project_one(means, quats, scales, viewmats, Ks, c, n, width, height, eps2d):
-    """EWA projection of Gaussian ``n`` into camera ``c``, in float64, step for step as
-    :func:`emozone_lite.render.project_gaussians` (whose comments explain the maths).
+    """EWA projection of Gaussian ``n`` into camera ``c``, in float64: the maths of
+    :func:`emozone_lite.render.project_gaussians` (whose comments explain it), with
+    ``Σ2D = J W Σ Wᵀ Jᵀ`` factored as ``A Aᵀ``, ``A = J W R S`` (J's zeros skipped).
 
     Called only for Gaussians inside the depth range. Returns the camera-space point
     ``x, y, z``, the intrinsics, ``x/z`` and ``y/z`` before and after clamping
@@ -84,8 +89,9 @@ def _project_one(means, quats, scales, viewmats, Ks, c, n, width, height, eps2d)
     z = viewmats[c, 2, 0] * mx + viewmats[c, 2, 1] * my + viewmats[c, 2, 2] * mz + viewmats[c, 2, 3]
     fx, fy, cx, cy = Ks[c, 0, 0], Ks[c, 1, 1], Ks[c, 0, 2], Ks[c, 1, 2]
     ux, uy = x / z, y / z
-    bx = min(max(ux, -(cx / fx + 0.15 * width / fx)), (width - cx) / fx + 0.15 * width / fx)
-    by = min(max(uy, -(cy / fy + 0.15 * height / fy)), (height - cy) / fy + 0.15 * height / fy)
+    ex, ey = FOV_MARGIN * (0.5 * width / fx), FOV_MARGIN * (0.5 * height / fy)  # 0.3 tan(fov / 2) beyond the edges
+    bx = min(max(ux, -(cx / fx + ex)), (width - cx) / fx + ex)
+    by = min(max(uy, -(cy / fy + ey)), (height - cy) / fy + ey)
     rz = 1.0 / z
     j00, j02 = fx * rz, -fx * (z * bx) * rz * rz
     j11, j12 = fy * rz, -fy * (z * by) * rz * rz
@@ -242,19 +248,28 @@ def _project_bwd_kernel(means, quats, scales, viewmats, Ks, width, height, eps2d
     return v_means, v_quats, v_scales
 
 
+def _np64(x: Tensor) -> np.ndarray:
+    return x.detach().to(torch.float64).contiguous().numpy()
+
+
 class ProjectCPU(torch.autograd.Function):
-    """``(means, quats, scales) → (means2d, depths, conics)`` with ``radii`` (not differentiable)."""
+    """``(means, quats, scales) → (means2d, depths, conics)`` with ``radii`` (not differentiable).
+
+    What backward needs goes through ``ctx.save_for_backward``: the inputs themselves
+    (so autograd's version counter catches an in-place change between forward and
+    backward) and the ``valid`` mask. Backward converts the inputs to float64 again,
+    which gives exactly the arrays forward used.
+    """
 
     @staticmethod
     def forward(ctx, means, quats, scales, opacities, viewmats, Ks, width, height, eps2d, near_plane, far_plane):
-        f64 = [t.detach().to(torch.float64).contiguous().numpy() for t in (means, quats, scales, viewmats, Ks)]
-        op = (np.ones(1) if opacities is None else opacities.detach().to(torch.float64).contiguous().numpy())
+        f64 = [_np64(t) for t in (means, quats, scales, viewmats, Ks)]
+        op = np.ones(1) if opacities is None else _np64(opacities)
         radii, means2d, depths, conics, valid = _project_fwd_kernel(
             f64[0], f64[1], f64[2], op, f64[3], f64[4], width, height, eps2d, near_plane, far_plane,
             opacities is not None)
-        ctx.arrays = (*f64, valid)
+        ctx.save_for_backward(means, quats, scales, viewmats, Ks, torch.from_numpy(valid))
         ctx.sizes = (width, height, eps2d)
-        ctx.dtypes = (means.dtype, quats.dtype, scales.dtype)
         radii_t = torch.from_numpy(radii)
         ctx.mark_non_differentiable(radii_t)
         dt = means.dtype
@@ -264,24 +279,24 @@ class ProjectCPU(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, _v_radii, v_means2d, v_depths, v_conics):
-        means, quats, scales, viewmats, Ks, valid = ctx.arrays
+        means, quats, scales, viewmats, Ks, valid = ctx.saved_tensors
         width, height, eps2d = ctx.sizes
         C, N = valid.shape
 
         def f64(t, shape):
-            return np.zeros(shape) if t is None else t.detach().to(torch.float64).contiguous().numpy()
+            return np.zeros(shape) if t is None else _np64(t)
 
         v_means, v_quats, v_scales = _project_bwd_kernel(
-            means, quats, scales, viewmats, Ks, width, height, eps2d, valid, f64(v_means2d, (C, N, 2)),
-            f64(v_depths, (C, N)), f64(v_conics, (C, N, 3)))
-        dm, dq, ds = ctx.dtypes
-        return (torch.from_numpy(v_means).to(dm), torch.from_numpy(v_quats).to(dq),
-                torch.from_numpy(v_scales).to(ds), None, None, None, None, None, None, None, None)
+            _np64(means), _np64(quats), _np64(scales), _np64(viewmats), _np64(Ks), width, height, eps2d,
+            valid.numpy(), f64(v_means2d, (C, N, 2)), f64(v_depths, (C, N)), f64(v_conics, (C, N, 3)))
+        return (torch.from_numpy(v_means).to(means.dtype), torch.from_numpy(v_quats).to(quats.dtype),
+                torch.from_numpy(v_scales).to(scales.dtype), None, None, None, None, None, None, None, None)
 
 
 def project_gaussians_cpu(means: Tensor, quats: Tensor, scales: Tensor, viewmats: Tensor, Ks: Tensor, width: int,
-                          height: int, eps2d: float = 0.3, near_plane: float = 0.01, far_plane: float = 1e10,
-                          opacities: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+                          height: int, eps2d: float = _constants.EPS2D, near_plane: float = _constants.NEAR_PLANE,
+                          far_plane: float = _constants.FAR_PLANE, opacities: Tensor | None = None
+                          ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """:func:`emozone_lite.render.project_gaussians` in numba (float64 inside, outputs in the
     dtype of ``means``), differentiable for ``means``, ``quats`` and ``scales``; the
     tests hold it to the torch version. ``viewmats`` and ``Ks`` get no gradient: the
@@ -712,7 +727,7 @@ class RasterizeToPixelsCPU(torch.autograd.Function):
 
 
 def rasterize_to_pixels_cpu(means2d: Tensor, conics: Tensor, colors: Tensor, opacities: Tensor, radii: Tensor,
-                            depths: Tensor, width: int, height: int, tile_size: int = 16
+                            depths: Tensor, width: int, height: int, tile_size: int = _constants.TILE_SIZE
                             ) -> tuple[Tensor, Tensor, dict]:
     """Composite projected Gaussians on the CPU (differentiable, no background).
 
@@ -732,8 +747,7 @@ def rasterize_to_pixels_cpu(means2d: Tensor, conics: Tensor, colors: Tensor, opa
         ``tile_height``.
     """
     C, N = depths.shape
-    tile_width = math.ceil(width / tile_size)
-    tile_height = math.ceil(height / tile_size)
+    tile_width, tile_height = tile_grid(width, height, tile_size)
     radii_np = radii.detach().to(torch.int32).contiguous().numpy()
     offsets, ids = bin_gaussians(_np32(means2d), radii_np, _np32(depths), tile_size, tile_width, tile_height)
     render_colors, render_alphas = RasterizeToPixelsCPU.apply(

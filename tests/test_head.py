@@ -7,13 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from emozone_lite import head, landmarks
-from emozone_lite.render import quat_to_rotmat
+from emozone_lite import geometry, head, landmarks
 from emozone_lite.camera import Camera
-from emozone_lite.deform import quat_multiply
 from emozone_lite.gaussians import GaussianCloud, save_ply
+from emozone_lite.geometry import quat_multiply, quat_to_rotmat, rotmat_to_quat
 from emozone_lite.landmarks import load_canonical_mesh
-from emozone_lite.utils import DATA_DIR
+from emozone_lite.utils import data_path
 
 
 @pytest.fixture(scope="module")
@@ -47,16 +46,28 @@ def test_seed_shapes_barycentrics_and_surface(mesh, cloud):
     on_tri = torch.einsum("nk,nkd->nd", bary, V[T[tri]])
     torch.testing.assert_close(cloud.means, on_tri, atol=1e-6, rtol=0)
     # each Gaussian lies in its triangle's plane and its local z axis is the triangle normal
+    assert head.triangle_frames is geometry.triangle_frames  # re-exported, public since the start
     frames = head.triangle_frames(V, T)[tri]  # [N, 3, 3]
     normal = frames[..., 2]
     dist = ((cloud.means - V[T[tri, 0]]) * normal).sum(-1)
     assert float(dist.abs().max()) < 1e-5
     torch.testing.assert_close(cloud.quats.norm(dim=-1), torch.ones(n))
     torch.testing.assert_close(quat_to_rotmat(cloud.quats)[..., 2], normal, atol=1e-5, rtol=0)
-    # flat: thin along the normal, and the tangent scale follows the sample spacing
-    assert bool((cloud.scales[:, 2] < 0.2 * cloud.scales[:, 0]).all())
-    typical = math.sqrt(3.5956745 / n)
-    assert 0.3 * typical < float(cloud.scales[:, 0].median()) < 3 * typical
+    # flat: thin along the normal (a tenth of the tangent scale), round in the tangent plane
+    torch.testing.assert_close(cloud.scales[:, 2], 0.1 * cloud.scales[:, 0])
+    assert torch.equal(cloud.scales[:, 0], cloud.scales[:, 1])
+    # the tangent scale is the sample spacing: mean distance to the 3 nearest neighbours,
+    # clipped to [0.3, 3] × sqrt(area / N) (the clip touches only a few outliers)
+    from scipy.spatial import cKDTree
+
+    Vd, Td = mesh.vertices.astype(np.float64), mesh.triangles
+    area = 0.5 * np.linalg.norm(np.cross(Vd[Td[:, 1]] - Vd[Td[:, 0]], Vd[Td[:, 2]] - Vd[Td[:, 0]]), axis=1).sum()
+    typical = math.sqrt(area / n)
+    means = cloud.means.double().numpy()
+    spacing = cKDTree(means).query(means, k=4)[0][:, 1:].mean(1)
+    np.testing.assert_allclose(cloud.scales[:, 0].numpy(), np.clip(spacing, 0.3 * typical, 3 * typical), rtol=1e-5)
+    assert ((spacing < 0.3 * typical) | (spacing > 3 * typical)).mean() < 0.05
+    assert 0.5 * typical < float(cloud.scales[:, 0].median()) < 1.5 * typical
 
 
 def test_seed_is_area_weighted_and_deterministic(mesh):
@@ -77,15 +88,16 @@ def test_seed_bad_inputs(mesh):
         head.seed_gaussians(mesh.vertices)
 
 
-def test_matrix_quat_round_trip():
+def test_rotmat_quat_round_trip():
+    # the seeding and carrying use geometry.rotmat_to_quat (formerly head._matrix_to_quat)
     R, q = _random_rotations(200)
-    # include the awkward 180° rotations
-    R = torch.cat([R, torch.diag(torch.tensor([1.0, -1, -1], dtype=torch.float64))[None], torch.diag(torch.tensor([-1.0, -1, 1], dtype=torch.float64))[None]])
-    q2 = head._matrix_to_quat(R)
-    torch.testing.assert_close(quat_to_rotmat(q2), R)
-    torch.testing.assert_close(q2[:200].abs(), q.abs() * torch.sign(q[:, :1]).abs())
-    sign = torch.sign((q2[:200] * q).sum(-1, keepdim=True))
-    torch.testing.assert_close(q2[:200], q * sign)
+    # include the awkward 180° rotations (w = 0: the sign comes from the largest component)
+    flips = torch.stack([torch.diag(torch.tensor(d, dtype=torch.float64)) for d in ([1.0, -1, -1], [-1.0, -1, 1])])
+    q2 = rotmat_to_quat(torch.cat([R, flips]))
+    torch.testing.assert_close(quat_to_rotmat(q2), torch.cat([R, flips]))
+    assert bool((q2[:, 0] >= 0).all())  # the w >= 0 hemisphere
+    torch.testing.assert_close(q2[:200], q * torch.sign(q[:, :1]))  # the same rotation, w >= 0 sign
+    torch.testing.assert_close(q2[200:], torch.tensor([[0.0, 1, 0, 0], [0.0, 0, 0, 1]], dtype=torch.float64))
 
 
 # --------------------------------------------------------------------------- carrying displacements
@@ -109,6 +121,13 @@ def test_carry_is_differentiable_and_checks_shapes(cloud):
     head.carry_vertex_displacements(cloud, disp).sum().backward()
     # each Gaussian spreads a unit gradient over its three corners (barycentrics sum to 1)
     torch.testing.assert_close(disp.grad.sum(), torch.tensor(3.0 * len(cloud)))
+    # … and vertex v receives the barycentric weights of the corners it is (a slow loop as the oracle)
+    tri = torch.from_numpy(load_canonical_mesh().triangles)[cloud.extras["tri_index"]]  # [N, 3]
+    want = torch.zeros(468)
+    for i in range(len(cloud)):
+        for k in range(3):
+            want[tri[i, k]] += cloud.extras["bary"][i, k]
+    torch.testing.assert_close(disp.grad, want[:, None].expand(468, 3), rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="vertex_disp"):
         head.carry_vertex_displacements(cloud, torch.zeros(400, 3))
     with pytest.raises(ValueError, match="tri_index"):
@@ -137,7 +156,7 @@ def _fake_detector(monkeypatch, pixels):
     def detect(image):
         return SimpleNamespace(pixels=np.concatenate([pixels, pixels[:10]]), points=None)
 
-    monkeypatch.setattr(landmarks, "detect_landmarks", detect, raising=False)
+    monkeypatch.setattr(landmarks, "detect_landmarks", detect)  # raises if the name ever goes away
 
 
 def test_register_recovers_a_known_camera(monkeypatch, mesh):
@@ -201,15 +220,23 @@ def test_colour_fill_for_gaussians_the_photo_does_not_see(mesh, cloud):
 
 def test_crop_to_face_keeps_projections(mesh):
     cam = Camera.orbit(width=300, height=200)
-    photo = np.random.default_rng(0).random((200, 300, 3)).astype(np.float32)
+    xx = np.broadcast_to((np.arange(300, dtype=np.float32) + 0.5) / 300, (200, 300))
+    photo = np.stack([xx, np.full_like(xx, 0.5), np.full_like(xx, 0.25)], -1)  # red = the photo's x
     crop, ccam = head.crop_to_face(photo, cam, mesh.vertices, size=64, margin=0.1)
-    assert crop.shape == (64, 64, 3) and (ccam.width, ccam.height) == (64, 64)
+    assert crop.shape == (64, 64, 3) and crop.dtype == np.float32 and (ccam.width, ccam.height) == (64, 64)
     pts = torch.from_numpy(mesh.vertices)
     uv, uvc = cam.project(pts), ccam.project(pts)
-    lo = uv.min(0).values
-    k = float(ccam.K[0, 0] / cam.K[0, 0])
-    torch.testing.assert_close(uvc, (uv - lo) * k + (uvc - (uv - lo) * k).mean(0), atol=1e-3, rtol=0)
+    lo, hi = uv.min(0).values, uv.max(0).values
+    side = float((hi - lo).max()) * (1 + 2 * 0.1)  # the box's long side plus the margins
+    k, corner = 64 / side, (lo + hi) / 2 - side / 2
+    torch.testing.assert_close(uvc, (uv - corner) * k, atol=1e-3, rtol=0)  # u' = (u - x0) · size / side
     assert float(uvc.min()) > 0 and float(uvc.max()) < 64
+    long_axis = int((hi - lo).argmax())
+    torch.testing.assert_close(uvc[:, long_axis].min(), torch.tensor(64 * 0.1 / 1.2), atol=1e-3, rtol=0)
+    # the pixels moved with the camera: crop column j (centre j + 0.5) shows photo x = x0 + (j + 0.5) / k
+    red = (float(corner[0]) + (np.arange(64) + 0.5) / k) / 300
+    np.testing.assert_allclose(crop[:, :, 0], np.broadcast_to(red, (64, 64)), atol=1.5 / 255)
+    np.testing.assert_allclose(crop[:, :, 1:], np.broadcast_to([128 / 255, 64 / 255], (64, 64, 2)), atol=1e-6)
 
 
 def test_masked_psnr_and_load_photo():
@@ -269,7 +296,7 @@ def test_shipped_head_loads_with_extras(mesh):
     assert 5000 <= len(g) <= 30000
     assert g.extras["tri_index"].dtype == torch.int64 and g.extras["bary"].shape == (len(g), 3)
     torch.testing.assert_close(g.extras["bary"].sum(1), torch.ones(len(g)), atol=1e-5, rtol=0)
-    assert (DATA_DIR / "head.ply").stat().st_size < 3_000_000
+    assert data_path("head.ply").stat().st_size < 3_000_000
     # it lives in the toolkit's world frame: near the canonical surface, seen by the front camera
     V, T = torch.from_numpy(mesh.vertices), torch.from_numpy(mesh.triangles)
     canon = torch.einsum("nk,nkd->nd", g.extras["bary"], V[T[g.extras["tri_index"]]])
@@ -290,6 +317,16 @@ def test_save_and_load_head_round_trip(tmp_path, cloud):
     assert "f_rest_0" not in header  # compact: SH degree 0 only
 
 
+def test_load_head_default_is_looked_up_when_called(tmp_path, monkeypatch, cloud):
+    head.save_head(cloud, tmp_path / "head.ply")
+    monkeypatch.setenv("EMOZONE_DATA", str(tmp_path))  # set after import: load_head still sees it
+    assert head.load_head().allclose(cloud, atol=1e-6)
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setenv("EMOZONE_DATA", str(tmp_path / "empty"))
+    with pytest.raises(FileNotFoundError, match="head.ply.*build_head"):
+        head.load_head()
+
+
 def test_load_head_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="build_head"):
         head.load_head(tmp_path / "missing.ply")
@@ -305,8 +342,8 @@ def test_load_head_errors(tmp_path):
         head.save_head(GaussianCloud.from_points(torch.zeros(5, 3)), tmp_path / "x.ply")
 
 
-@pytest.mark.skipif(not hasattr(landmarks, "detect_landmarks"), reason="landmarks.detect_landmarks not available")
 def test_build_head_without_a_face_raises(tmp_path):
+    pytest.importorskip("mediapipe")
     blank = np.full((128, 128, 3), 200, np.uint8)
     with pytest.raises(ValueError, match="no face"):
         head.build_head(blank, n_gaussians=100, iters=0, progress=False)
@@ -314,19 +351,21 @@ def test_build_head_without_a_face_raises(tmp_path):
         head.register_mesh_to_photo(None, blank)
 
 
-@pytest.mark.skipif(not hasattr(landmarks, "detect_landmarks"), reason="landmarks.detect_landmarks not available")
 def test_register_on_the_astronaut(mesh):
-    cam, fit = head.register_mesh_to_photo(mesh, DATA_DIR / "astronaut.png")
+    pytest.importorskip("mediapipe")
+    cam, fit = head.register_mesh_to_photo(mesh, data_path("astronaut.png"))
     assert (cam.width, cam.height) == (512, 512)
     assert fit.rigid_rmse_px < 10 and fit.rmse_px < 1e-3
     assert abs(fit.yaw_deg) < 15 and abs(fit.pitch_deg) < 15
-    g = head.build_head(DATA_DIR / "astronaut.png", n_gaussians=300, iters=0, progress=False, fit_size=64)
+    g = head.build_head(data_path("astronaut.png"), n_gaussians=300, iters=0, progress=False, fit_size=64)
     assert len(g) == 300 and float(g.colors.std()) > 0.05
 
 
-@pytest.mark.skipif(not hasattr(landmarks, "detect_landmarks"), reason="landmarks.detect_landmarks not available")
 def test_build_head_end_to_end_small(tmp_path):
+    pytest.importorskip("mediapipe")
     out = tmp_path / "small_head.ply"
-    g = head.build_head(DATA_DIR / "astronaut.png", n_gaussians=400, iters=3, out_path=out, fit_size=48, progress=False, device="cpu")
+    g = head.build_head(
+        data_path("astronaut.png"), n_gaussians=400, iters=3, out_path=out, fit_size=48, progress=False, device="cpu"
+    )
     loaded = head.load_head(out)
     assert len(loaded) == 400 and loaded.allclose(g, atol=1e-6)

@@ -140,8 +140,15 @@ def test_fields_are_smooth_and_local(rig):
     e = np.unique(np.sort(np.concatenate([tri[:, [0, 1]], tri[:, [1, 2]], tri[:, [2, 0]]]), 1), axis=0)
     g = tc._edge_graph(rig.mesh, cut=True).tocoo()
     kept = set(zip(g.row.tolist(), g.col.tolist()))
+    cut = {(int(a), int(b)) for a, b in e if (a, b) not in kept}
     e = e[[(a, b) in kept for a, b in e]]
-    assert 0 < len(kept) // 2 < len(np.unique(np.sort(np.concatenate([tri[:, [0, 1]], tri[:, [1, 2]], tri[:, [2, 0]]]), 1), axis=0))
+    # the cut opens the mouth and both eyes, and nothing else: it removes the inner-lip and
+    # lid-margin edges (e.g. 13–14 across the mouth, 159–145 and 386–374 across the eyes) only
+    assert {(13, 14), (145, 159), (374, 386)} <= cut and 20 < len(cut) < 80
+    mi = tc.mirror_index(rig.mesh.vertices)
+    margins = set(tc.R_UPPER_LID + tc.R_LOWER_LID + tc.R_UPPER_INNER_LIP + tc.R_LOWER_INNER_LIP)
+    margins |= {int(mi[i]) for i in margins}
+    assert all(a in margins and b in margins for a, b in cut), sorted(cut)
     v = rig.mesh.vertices
     length = np.linalg.norm(v[e[:, 0]] - v[e[:, 1]], axis=1)
     for k, name in enumerate(AU_NAMES):
@@ -221,6 +228,24 @@ def test_bad_inputs_to_vertex_displacement(rig):
         rig.au_field("AU99")
     with pytest.raises(ValueError, match="unknown viseme"):
         rig.viseme_vector("XX")
+    with pytest.raises(ValueError, match="aus must be a tensor or an array of numbers"):
+        rig.vertex_displacement("happy")
+    with pytest.raises(ValueError, match=r"viseme_weights contains NaN"):
+        rig.vertex_displacement(torch.zeros(1, 17), torch.full((1, 15), float("nan")))
+    with pytest.raises(ValueError, match=r"vertices must have shape \[\.\.\., 468, 3\]"):
+        tc.mouth_opening(torch.zeros(5, 3))
+    with pytest.raises(ValueError, match=r"vertices must have shape \[\.\.\., 468, 3\]"):
+        tc.eye_aperture(np.zeros((2, 467, 3)))
+
+
+def test_vertex_displacement_accepts_tracks_arrays_and_lists(rig):
+    aus = np.tile(preset("happy"), (3, 1))
+    want = rig.vertex_displacement(torch.tensor(aus, dtype=torch.float32))
+    assert want.dtype == torch.float32
+    for other in (AUTrack(aus), aus.astype(np.float64), aus.tolist(), torch.tensor(aus, dtype=torch.float64)):
+        got = rig.vertex_displacement(other)
+        assert got.dtype == torch.float32 and torch.equal(got, want), type(other).__name__
+    torch.testing.assert_close(tc.mouth_opening(rig.deform(aus).numpy()), tc.mouth_opening(rig.deform(aus)))
 
 
 def test_rig_rejects_other_meshes():
@@ -299,6 +324,24 @@ def test_viseme_weights_from_audio_proxy():
 
 
 # ----------------------------------------------------------------------------- sequences
+def test_package_layout_and_names():
+    import sys
+
+    assert callable(tc.sequence) and sys.modules["emozone_lite.teacher.sequences"].sequence is tc.sequence
+    assert tc.TeacherRig.__module__ == "emozone_lite.teacher.rig"
+    assert tc.viseme_weights.__module__ == "emozone_lite.teacher.speech"
+    assert tc.mirror_index.__module__ == "emozone_lite.teacher.anatomy"
+    for name in tc.__all__:
+        assert hasattr(tc, name), name
+
+
+def test_rig_sequence_method_is_the_function_with_this_rig(rig, small_head):
+    cam = Camera.orbit(0, width=16, height=16)
+    a = rig.sequence(_phones(), None, cam, small_head, render=False)
+    b = tc.sequence(_phones(), None, cam, small_head, rig=rig, render=False)
+    assert torch.equal(a.means, b.means) and torch.equal(a.quats, b.quats) and a.frames is None
+
+
 def test_sequence_shapes_landmarks_and_gaussians(rig, small_head):
     cams = [Camera.orbit(-20, width=24, height=20), Camera.orbit(20, width=24, height=20)]
     T = 30

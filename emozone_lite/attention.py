@@ -18,7 +18,13 @@ Functions: :func:`sz_pab_attention` (returns the attention weights; readable) an
 fast twin ``sz_pab_attention(..., need_weights=False)`` which hands the same bias to
 ``torch.nn.functional.scaled_dot_product_attention`` (fused kernels, no ``[.., N, M]``
 weights kept for backward on GPU). Modules: :class:`SZPAB` and the baseline
-:class:`ImplicitFusion` (same constructor and ``forward``, so they swap in one line).
+:class:`ImplicitFusion`. They share their sizes (``d_model``, ``d_audio``, ``d_au``,
+``n_freqs``, ``hidden``, ``n_au``) and both return ``(fused [B, N, d_model], weights)``;
+only SZ-PAB takes zones (``n_zones``, ``bias_mode``, ``bias``, ``au_prior`` and the
+``zone_weights`` argument of ``forward``) — the baseline has none to use::
+
+    SZPAB(...)(canon_means, zone_weights, audio_tokens, au_tokens)
+    ImplicitFusion(...)(canon_means, audio_tokens, au_tokens)
 """
 from __future__ import annotations
 
@@ -28,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .checks import check_finite, check_shape
 from .encoding import encoding_dim, positional_encoding
 
 __all__ = [
@@ -63,21 +70,19 @@ DEFAULT_BIAS: Tensor = torch.tensor(
 
 
 # --------------------------------------------------------------------------- checks
-def _check_finite(name: str, x: Tensor) -> None:
-    if not bool(torch.isfinite(x.detach()).all()):
-        raise ValueError(f"{name} contains NaN or inf values")
+def _check_tensor(x, name: str, pattern, hint: str = "", **known: int) -> dict[str, int]:
+    """``checks.check_shape`` for arguments that must already be tensors (anything else is named by its type)."""
+    if not isinstance(x, Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    return check_shape(x, name, pattern, hint, **known)
 
 
 def _check_zone_weights(zone_weights: Tensor, n: int, atol: float = 1e-4) -> None:
-    if not isinstance(zone_weights, Tensor) or zone_weights.ndim != 2:
-        shape = tuple(zone_weights.shape) if isinstance(zone_weights, Tensor) else type(zone_weights).__name__
-        raise ValueError(f"zone_weights must be a tensor of shape [N, Z], got {shape}")
-    if zone_weights.shape[0] != n:
-        raise ValueError(f"zone_weights must have shape [N={n}, Z] (one row per query), got {tuple(zone_weights.shape)}")
+    _check_tensor(zone_weights, "zone_weights", ("N", "Z"), "; one row per query", N=n)
     if not zone_weights.is_floating_point():
         raise ValueError(f"zone_weights must be floating point, got {zone_weights.dtype}")
     w = zone_weights.detach()
-    _check_finite("zone_weights", w)
+    check_finite(w, "zone_weights")
     if bool((w < 0).any()):
         raise ValueError("zone_weights must be non-negative (soft memberships, e.g. zones.soft_membership)")
     if n and not torch.allclose(w.sum(1), torch.ones((), dtype=w.dtype, device=w.device).expand(n), atol=atol, rtol=0):
@@ -86,10 +91,7 @@ def _check_zone_weights(zone_weights: Tensor, n: int, atol: float = 1e-4) -> Non
 
 
 def _check_bias_table(bias_table: Tensor, n_zones: int, n_modalities: int | None = None) -> None:
-    if not isinstance(bias_table, Tensor) or bias_table.ndim != 2:
-        raise ValueError(f"bias_table must be a tensor of shape [Z, n_modalities], got {getattr(bias_table, 'shape', type(bias_table).__name__)}")
-    if bias_table.shape[0] != n_zones:
-        raise ValueError(f"bias_table must have one row per zone: shape [Z={n_zones}, n_modalities], got {tuple(bias_table.shape)}")
+    _check_tensor(bias_table, "bias_table", ("Z", "n_modalities"), "; one row per zone", Z=n_zones)
     if n_modalities is not None and bias_table.shape[1] < n_modalities:
         raise ValueError(f"bias_table has {bias_table.shape[1]} modality columns but token_modality uses ids up to {n_modalities - 1}")
     b = bias_table.detach()
@@ -229,11 +231,10 @@ def sz_pab_attention(
     """
     if validate:
         for name, t in (("q", q), ("k", k), ("v", v)):
-            if not isinstance(t, Tensor) or t.ndim < 2:
-                raise ValueError(f"{name} must be a tensor of shape [..., L, d], got {getattr(t, 'shape', type(t).__name__)}")
+            _check_tensor(t, name, ("*", "L", "d"))
             if not t.is_floating_point():
                 raise ValueError(f"{name} must be floating point, got {t.dtype}")
-            _check_finite(name, t)
+            check_finite(t, name)
         if q.shape[-1] != k.shape[-1]:
             raise ValueError(f"q [..., N, d] and k [..., M, d] must share d, got q {tuple(q.shape)} and k {tuple(k.shape)}")
         if k.shape[-2] != v.shape[-2]:
@@ -311,8 +312,7 @@ def modality_mass(weights: Tensor, token_modality: Tensor, n_modalities: int = l
         >>> modality_mass(a, torch.tensor([0, 0, 1, 2])).tolist()
         [[0.30000001192092896, 0.30000001192092896, 0.4000000059604645]]
     """
-    if not isinstance(weights, Tensor) or weights.ndim < 2:
-        raise ValueError(f"weights must be a tensor of shape [..., N, M], got {getattr(weights, 'shape', None)}")
+    _check_tensor(weights, "weights", ("*", "N", "M"))
     n_mod = _check_token_modality(token_modality, weights.shape[-1])
     if n_mod > n_modalities:
         raise ValueError(f"token_modality uses ids up to {n_mod - 1} but n_modalities={n_modalities}")
@@ -334,26 +334,18 @@ def _check_sizes(n_freqs, **sizes) -> None:
         raise ValueError(f"n_freqs must be >= 0, got {n_freqs}")
 
 
-def _check_forward_inputs(mod: nn.Module, canon_means, zone_weights, audio_tokens, au_tokens, check_zone_rows: bool) -> None:
-    if not isinstance(canon_means, Tensor) or canon_means.ndim != 2 or canon_means.shape[1] != 3:
-        raise ValueError(f"canon_means must have shape [N, 3], got {getattr(canon_means, 'shape', type(canon_means).__name__)}")
-    n = canon_means.shape[0]
-    if not isinstance(audio_tokens, Tensor) or audio_tokens.ndim != 3 or audio_tokens.shape[-1] != mod.d_audio:
-        raise ValueError(f"audio_tokens must have shape [B, n_a, d_audio={mod.d_audio}], got {getattr(audio_tokens, 'shape', None)}")
-    if not isinstance(au_tokens, Tensor) or au_tokens.ndim != 3 or au_tokens.shape[1:] != (mod.n_au, mod.d_au):
-        raise ValueError(f"au_tokens must have shape [B, {mod.n_au}, d_au={mod.d_au}], got {getattr(au_tokens, 'shape', None)}")
+def _check_token_inputs(mod: nn.Module, canon_means, audio_tokens, au_tokens) -> int:
+    """Check the inputs both fusion modules take; returns ``N``."""
+    n = _check_tensor(canon_means, "canon_means", ("N", 3))["N"]
+    _check_tensor(audio_tokens, "audio_tokens", ("B", "n_a", "d_audio"), d_audio=mod.d_audio)
+    _check_tensor(au_tokens, "au_tokens", ("B", mod.n_au, "d_au"), d_au=mod.d_au)
     if audio_tokens.shape[0] != au_tokens.shape[0]:
         raise ValueError(f"audio_tokens and au_tokens must share the batch size B, got {audio_tokens.shape[0]} and {au_tokens.shape[0]}")
     if audio_tokens.shape[1] < 1:
         raise ValueError("audio_tokens has no tokens (n_a = 0); give at least one")
     for name, t in (("canon_means", canon_means), ("audio_tokens", audio_tokens), ("au_tokens", au_tokens)):
-        _check_finite(name, t)
-    if check_zone_rows:
-        if isinstance(zone_weights, Tensor) and zone_weights.ndim == 2 and zone_weights.shape[1] != mod.n_zones:
-            raise ValueError(f"zone_weights must have shape [N, n_zones={mod.n_zones}], got {tuple(zone_weights.shape)}")
-        _check_zone_weights(zone_weights, n)
-    elif not isinstance(zone_weights, Tensor) or zone_weights.ndim != 2 or zone_weights.shape[0] != n:
-        raise ValueError(f"zone_weights must have shape [N={n}, Z], got {getattr(zone_weights, 'shape', None)}")
+        check_finite(t, name)
+    return n
 
 
 class SZPAB(nn.Module):
@@ -439,16 +431,15 @@ class SZPAB(nn.Module):
             au_prior = au_anatomical_prior()
         if au_prior is not None:
             au_prior = torch.as_tensor(au_prior, dtype=torch.float32)
-            if au_prior.shape != (self.n_zones, self.n_au):
-                raise ValueError(f"au_prior must have shape [n_zones={self.n_zones}, n_au={self.n_au}], got {tuple(au_prior.shape)}")
+            check_shape(au_prior, "au_prior", ("n_zones", "n_au"), n_zones=self.n_zones, n_au=self.n_au)
             if bool(torch.isnan(au_prior).any()) or bool(torch.isposinf(au_prior).any()):
                 raise ValueError("au_prior contains NaN or +inf")
         self.register_buffer("au_prior", au_prior)
 
     def _checked_table(self, table) -> Tensor:
         t = torch.as_tensor(table, dtype=torch.float32).clone()
-        if t.shape != (self.n_zones, len(MODALITY_NAMES)):
-            raise ValueError(f"bias table must have shape [n_zones={self.n_zones}, {len(MODALITY_NAMES)}] (columns audio, au, null), got {tuple(t.shape)}")
+        n_cols = len(MODALITY_NAMES)
+        check_shape(t, "bias table", ("n_zones", n_cols), "; columns audio, au, null", n_zones=self.n_zones)
         _check_bias_table(t, self.n_zones, len(MODALITY_NAMES))
         return t
 
@@ -479,7 +470,9 @@ class SZPAB(nn.Module):
         return torch.cat([ka, ku, kn], dim=1), torch.cat([va, vu, vn], dim=1)
 
     def forward(self, canon_means: Tensor, zone_weights: Tensor, audio_tokens: Tensor, au_tokens: Tensor) -> tuple[Tensor, Tensor]:
-        _check_forward_inputs(self, canon_means, zone_weights, audio_tokens, au_tokens, check_zone_rows=True)
+        n = _check_token_inputs(self, canon_means, audio_tokens, au_tokens)
+        _check_tensor(zone_weights, "zone_weights", ("N", "n_zones"), N=n, n_zones=self.n_zones)
+        _check_zone_weights(zone_weights, n)
         n_a = audio_tokens.shape[1]
         q = self.queries(canon_means)  # [N, d]: shared by all frames
         k, v = self.tokens(audio_tokens, au_tokens)
@@ -501,18 +494,27 @@ class ImplicitFusion(nn.Module):
     """The baseline: concatenate pooled audio, all AU features and ``PE(μ)`` → one MLP.
 
     ``f_i = MLP([mean_j audio_j, flatten(AU tokens), PE(μ_i)])`` — no zones, no
-    attention, so audio and AU features are entangled in every Gaussian. The
-    constructor and ``forward`` match :class:`SZPAB` (zone arguments are accepted
-    and ignored), so the two swap in one line. ``forward`` returns ``weights=None``:
-    there is no routing to inspect.
+    attention, so audio and AU features are entangled in every Gaussian. The sizes
+    are :class:`SZPAB`'s (keyword-only after ``d_model``); it takes none of SZ-PAB's
+    zone arguments (``n_zones``, ``bias_mode``, ``bias``, ``au_prior``, and
+    ``zone_weights`` in ``forward``): passing one is a ``TypeError``. ``forward``
+    returns ``weights=None``: there is no routing to inspect.
+
+    Args:
+        d_model: output feature width.
+        d_audio: width of an audio token.
+        d_au: width of an AU token.
+        n_freqs: positional-encoding frequencies for ``μ``.
+        hidden: width of the MLP.
+        n_au: number of AU tokens (17).
 
     Shapes:
-        ``forward(canon_means [N, 3], zone_weights [N, Z] (ignored), audio_tokens
-        [B, n_a, d_audio], au_tokens [B, n_au, d_au]) -> (fused [B, N, d_model], None)``.
+        ``forward(canon_means [N, 3], audio_tokens [B, n_a, d_audio], au_tokens
+        [B, n_au, d_au]) -> (fused [B, N, d_model], None)``.
 
     Examples:
         >>> m = ImplicitFusion(d_model=16, d_audio=8, d_au=4)
-        >>> f, a = m(torch.randn(100, 3), torch.full((100, 3), 1 / 3), torch.randn(2, 5, 8), torch.randn(2, 17, 4))
+        >>> f, a = m(torch.randn(100, 3), torch.randn(2, 5, 8), torch.randn(2, 17, 4))
         >>> f.shape, a is None
         (torch.Size([2, 100, 16]), True)
     """
@@ -520,27 +522,24 @@ class ImplicitFusion(nn.Module):
     def __init__(
         self,
         d_model: int = 32,
-        n_zones: int = 3,
+        *,
         d_audio: int = 32,
         d_au: int = 32,
         n_freqs: int = 6,
         hidden: int = 64,
         n_au: int = 17,
-        bias_mode: str = "fixed",
-        bias: Tensor | None = None,
-        au_prior: str | Tensor | None = None,
     ) -> None:
         super().__init__()
-        _check_sizes(n_freqs, d_model=d_model, n_zones=n_zones, d_audio=d_audio, d_au=d_au, hidden=hidden, n_au=n_au)
-        self.d_model, self.n_zones, self.d_audio, self.d_au = int(d_model), int(n_zones), int(d_audio), int(d_au)
+        _check_sizes(n_freqs, d_model=d_model, d_audio=d_audio, d_au=d_au, hidden=hidden, n_au=n_au)
+        self.d_model, self.d_audio, self.d_au = int(d_model), int(d_audio), int(d_au)
         self.n_freqs, self.n_au = int(n_freqs), int(n_au)
         # First layer split: W·[cond, PE(μ)] + b = W_c·cond + (W_p·PE(μ) + b) — no [B, N, ·] concat.
         self.in_cond = nn.Linear(self.d_audio + self.n_au * self.d_au, int(hidden), bias=False)
         self.in_pos = nn.Linear(encoding_dim(3, self.n_freqs), int(hidden))
         self.trunk = nn.Sequential(nn.SiLU(), nn.Linear(int(hidden), int(hidden)), nn.SiLU(), nn.Linear(int(hidden), self.d_model))
 
-    def forward(self, canon_means: Tensor, zone_weights: Tensor, audio_tokens: Tensor, au_tokens: Tensor) -> tuple[Tensor, None]:
-        _check_forward_inputs(self, canon_means, zone_weights, audio_tokens, au_tokens, check_zone_rows=False)
+    def forward(self, canon_means: Tensor, audio_tokens: Tensor, au_tokens: Tensor) -> tuple[Tensor, None]:
+        _check_token_inputs(self, canon_means, audio_tokens, au_tokens)
         cond = torch.cat([audio_tokens.mean(dim=1), au_tokens.flatten(1)], dim=-1)  # [B, d_a + 17·d_u]
         h = self.in_cond(cond)[:, None, :] + self.in_pos(positional_encoding(canon_means, self.n_freqs))[None]
         return self.trunk(h), None

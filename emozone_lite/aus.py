@@ -1,4 +1,4 @@
-"""Facial Action Units: the FACS table, AU tracks, OpenFace CSV I/O and authoring.
+"""Facial Action Units: the FACS table, AU tracks and authoring.
 
 The toolkit uses the 17 intensity AUs that OpenFace 2.x estimates, always in the
 order of :data:`AU_NAMES`, with intensities on FACS's 0–5 scale (0 = absent,
@@ -7,9 +7,10 @@ otherwise.
 
 Three ways to get an AU track:
 
-* **read** one: :func:`read_openface_csv` reads OpenFace 2.x ``FeatureExtraction``
-  output (the CSV every talking-head project uses); :func:`write_openface_csv`
-  writes the full OpenFace layout back.
+* **read** one: ``emozone_lite.openface.read_openface_csv`` reads OpenFace 2.x
+  ``FeatureExtraction`` output (the CSV every talking-head project uses);
+  ``write_openface_csv`` writes the full OpenFace layout back. Both are also
+  importable from here (``aus.read_openface_csv``).
 * **estimate** one from a face image or landmarks: ``emozone_lite.landmarks``.
 * **author** one: emotion :data:`PRESETS`, :func:`from_keyframes` with eased
   transitions, and :func:`blink_track` for natural blinks (AU45).
@@ -17,27 +18,23 @@ Three ways to get an AU track:
 Validation policy of :class:`AUTrack` (applies everywhere a track is built):
 
 * NaN / inf intensities raise ``ValueError``. Missing or failed frames are only
-  filled by the readers (:func:`read_openface_csv`,
+  filled by the readers (``openface.read_openface_csv``,
   ``landmarks.LandmarkTrack.to_au_track``), which interpolate them from their
-  neighbours with :func:`fill_failed_frames` and mark them in ``success``.
+  neighbours with :func:`fill_failed_frames` (here, since every tracker needs it)
+  and mark them in ``success``.
 * Intensities outside [0, 5] are **clamped** into range with a ``UserWarning``
   saying how many values moved; pass ``strict=True`` to get a ``ValueError``
   instead.
 """
 from __future__ import annotations
 
-import csv
-import io
 import math
 import re
 import warnings
 from dataclasses import InitVar, dataclass
-from os import PathLike
 from typing import Iterable, Mapping, Sequence, Union
 
 import numpy as np
-
-from .utils import atomic_write
 
 # --------------------------------------------------------------------------- #
 # The FACS table
@@ -315,7 +312,8 @@ class AUTrack:
             if not isinstance(n_frames, (int, np.integer)) or n_frames < 1:
                 raise ValueError(f"resample: n_frames must be a positive int, got {n_frames!r}")
             n = int(n_frames)
-            new_fps = n / self.duration
+            # n / duration is fps again for n = T only up to rounding; keep the rate exact there
+            new_fps = self.fps if n == len(self) else n / self.duration
         t_old = self.times
         t_new = np.arange(n) / new_fps
         vals = np.stack([np.interp(t_new, t_old, self.values[:, j]) for j in range(N_AUS)], axis=1)
@@ -380,262 +378,6 @@ def fill_failed_frames(values: np.ndarray, ok: np.ndarray) -> np.ndarray:
     t = np.arange(v.shape[0])
     out = np.stack([np.interp(t, t[ok], v[ok, j]) for j in range(v.shape[1])], axis=1)
     return out.astype(np.float32)
-
-
-# --------------------------------------------------------------------------- #
-# OpenFace 2.x CSV
-# --------------------------------------------------------------------------- #
-
-#: AUs whose presence (``_c``) OpenFace 2.x classifies: the 17 plus AU28 (lip suck).
-OPENFACE_AU_C: tuple[str, ...] = tuple(sorted(AU_NAMES + ("AU28",)))
-
-
-def openface_columns(
-    n_eye_landmarks: int = 56, n_face_landmarks: int = 68, n_model_modes: int = 34
-) -> tuple[str, ...]:
-    """The column names of OpenFace 2.x ``FeatureExtraction`` output (all outputs on).
-
-    Order as OpenFace's ``RecorderCSV::WriteHeader``: ``frame, face_id, timestamp,
-    confidence, success``; gaze (8); eye landmarks ``eye_lmk_x_*, eye_lmk_y_*`` (2D) and
-    ``eye_lmk_X_*, _Y_*, _Z_*`` (3D); head pose (6); 2D face landmarks ``x_*, y_*``;
-    3D face landmarks ``X_*, Y_*, Z_*``; PDM parameters ``p_scale, p_rx, p_ry, p_rz,
-    p_tx, p_ty, p_0 …``; ``AU*_r`` (17); ``AU*_c`` (18, with AU28).
-
-    With the defaults that is 5 + 8 + 280 + 6 + 136 + 204 + 40 + 17 + 18 = **714** columns.
-
-    Examples:
-        >>> cols = openface_columns()
-        >>> len(cols), cols[:3], cols[-1]
-        (714, ('frame', 'face_id', 'timestamp'), 'AU45_c')
-    """
-    cols = ["frame", "face_id", "timestamp", "confidence", "success"]
-    cols += ["gaze_0_x", "gaze_0_y", "gaze_0_z", "gaze_1_x", "gaze_1_y", "gaze_1_z",
-             "gaze_angle_x", "gaze_angle_y"]
-    for axis in ("x", "y", "X", "Y", "Z"):
-        cols += [f"eye_lmk_{axis}_{i}" for i in range(n_eye_landmarks)]
-    cols += ["pose_Tx", "pose_Ty", "pose_Tz", "pose_Rx", "pose_Ry", "pose_Rz"]
-    for axis in ("x", "y", "X", "Y", "Z"):
-        cols += [f"{axis}_{i}" for i in range(n_face_landmarks)]
-    cols += ["p_scale", "p_rx", "p_ry", "p_rz", "p_tx", "p_ty"]
-    cols += [f"p_{i}" for i in range(n_model_modes)]
-    cols += [f"{a}_r" for a in AU_NAMES]
-    cols += [f"{a}_c" for a in OPENFACE_AU_C]
-    return tuple(cols)
-
-
-#: The full OpenFace 2.x column list (714 names) that :func:`write_openface_csv` writes.
-OPENFACE_COLUMNS: tuple[str, ...] = openface_columns()
-
-_AU_R = re.compile(r"^AU(\d+)_r$")
-
-
-def read_openface_csv(
-    path: str | PathLike,
-    *,
-    min_confidence: float = 0.5,
-    fps: float | None = None,
-    face_id: int | None = None,
-    strict: bool = False,
-) -> AUTrack:
-    """Read the AU intensities of an OpenFace 2.x CSV (``FeatureExtraction`` output).
-
-    Accepts any CSV with ``AU*_r`` columns: header names are stripped (OpenFace
-    writes ``", "`` separators, so names start with a space), extra columns are
-    ignored, blank lines are skipped.
-
-    Failed frames — ``success == 0``, ``confidence < min_confidence``, or NaN / empty
-    AU cells — are **kept and interpolated** linearly from the neighbouring good
-    frames (edges hold the nearest good value), so the track stays aligned with the
-    video and the audio; ``track.success`` marks them False. The frame rate comes
-    from the ``timestamp`` column (the integer or NTSC rate that explains the
-    ms-rounded timestamps, else their least-squares rate), unless ``fps`` is given;
-    without timestamps it is 25.
-
-    AUs of the 17 that the file lacks are filled with 0 (with a warning).
-
-    Args:
-        path: the CSV file.
-        min_confidence: frames with a lower ``confidence`` count as failed.
-        fps: override the frame rate.
-        face_id: which face to keep when the file tracks several (``face_id`` column).
-        strict: raise instead of clamping intensities outside [0, 5].
-
-    Returns:
-        :class:`AUTrack` with ``values [T, 17]``, ``fps``, ``confidence`` and ``success``.
-
-    Raises:
-        ValueError: no ``AU*_r`` columns; a row with the wrong number of fields
-            (naming the line); a non-numeric cell (naming line and column); several
-            faces without ``face_id``; no successfully tracked frame.
-    """
-    text = _read_text(path)
-    rows = _csv_rows(text, path)
-    header_line, header = rows[0]
-    names = [h.strip() for h in header]
-    au_cols = {}
-    for j, n in enumerate(names):
-        m = _AU_R.match(n)
-        if m:
-            au_cols[_normalise_au_name(f"AU{m.group(1)}")] = j
-    if not au_cols:
-        raise ValueError(
-            f"AU CSV has no AU*_r columns; expected OpenFace 2.x output ({path}, header on line {header_line})"
-        )
-    body = rows[1:]
-    if not body:
-        raise ValueError(f"{path}: AU CSV has a header but no data rows")
-    for line, row in body:
-        if len(row) != len(names):
-            raise ValueError(
-                f"{path}, line {line}: {len(row)} fields but the header has {len(names)}; "
-                "the CSV is ragged (truncated or hand-edited?)"
-            )
-    col = {n: j for j, n in enumerate(names)}
-
-    def numeric(j: int, allow_nan: bool = False) -> np.ndarray:
-        out = np.empty(len(body), dtype=np.float64)
-        for k, (line, row) in enumerate(body):
-            cell = row[j].strip()
-            if cell == "" and allow_nan:
-                out[k] = np.nan
-                continue
-            try:
-                out[k] = float(cell)
-            except ValueError:
-                raise ValueError(
-                    f"{path}, line {line}, column {names[j]!r}: {cell!r} is not a number"
-                ) from None
-        return out
-
-    keep = np.ones(len(body), dtype=bool)
-    if "face_id" in col:
-        ids = numeric(col["face_id"])
-        uniq = np.unique(ids)
-        if face_id is None and uniq.size > 1:
-            raise ValueError(
-                f"{path}: the CSV tracks {uniq.size} faces (face_id {uniq.astype(int).tolist()}); "
-                "pass face_id= to choose one"
-            )
-        if face_id is not None:
-            keep = ids == face_id
-            if not keep.any():
-                raise ValueError(f"{path}: no rows with face_id {face_id}; present: {uniq.astype(int).tolist()}")
-    idx = np.nonzero(keep)[0]
-    if "frame" in col:
-        frames = numeric(col["frame"])[idx]
-        idx = idx[np.argsort(frames, kind="stable")]
-
-    values = np.zeros((len(body), N_AUS), dtype=np.float64)
-    missing = [a for a in AU_NAMES if a not in au_cols]
-    for a, j in au_cols.items():
-        if a in _AU_INDEX:
-            values[:, _AU_INDEX[a]] = numeric(j, allow_nan=True)
-    if missing:
-        warnings.warn(f"{path}: no columns for {', '.join(missing)}; they are set to 0", UserWarning, stacklevel=2)
-    values = values[idx]
-
-    ok = np.ones(len(idx), dtype=bool)
-    confidence = None
-    if "success" in col:
-        ok &= numeric(col["success"])[idx] > 0.5
-    if "confidence" in col:
-        confidence = numeric(col["confidence"])[idx]
-        ok &= confidence >= min_confidence
-    nan_rows = ~np.isfinite(values).all(axis=1)
-    if nan_rows.any():
-        warnings.warn(
-            f"{path}: {int(nan_rows.sum())} frame(s) with NaN/empty AU values are treated as failed "
-            "and interpolated", UserWarning, stacklevel=2,
-        )
-    ok &= ~nan_rows
-    if not ok.any():
-        raise ValueError(
-            f"{path}: no successfully tracked frame (success == 0 or confidence < {min_confidence} "
-            "everywhere); nothing to interpolate from"
-        )
-    values = fill_failed_frames(values, ok)
-
-    if fps is None:
-        fps = 25.0
-        if "timestamp" in col and len(idx) >= 2:
-            fps = _fps_from_timestamps(numeric(col["timestamp"])[idx], fps)
-    return AUTrack(values, fps=fps, confidence=confidence, success=ok, strict=strict)
-
-
-def _fps_from_timestamps(ts: np.ndarray, default: float) -> float:
-    """Frame rate from (ms-rounded) timestamps.
-
-    The least-squares slope of timestamp vs frame index gives a raw rate; if an
-    integer rate or an NTSC rate (23.976, 29.97, 59.94) explains every timestamp to
-    within OpenFace's 1 ms rounding, that rate is returned, else the raw rate
-    rounded to 3 decimals.
-    """
-    if not np.isfinite(ts).all():
-        return default
-    i = np.arange(ts.size)
-    slope = np.polyfit(i, ts, 1)[0]
-    if not slope > 0:
-        return default
-    raw = 1.0 / slope
-    for c in (float(round(raw)), 24000 / 1001, 30000 / 1001, 60000 / 1001):
-        if c > 0 and np.max(np.abs(ts - ts[0] - i / c)) <= 1.1e-3:
-            return round(c, 3) if c != round(c) else c
-    return round(raw, 3)
-
-
-def _read_text(path) -> str:
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            return f.read()
-    except UnicodeDecodeError as e:
-        raise ValueError(f"{path}: not a UTF-8 text file ({e.reason}); expected an OpenFace CSV") from None
-
-
-def _csv_rows(text: str, path) -> list[tuple[int, list[str]]]:
-    reader = csv.reader(io.StringIO(text), skipinitialspace=True)
-    rows = []
-    for row in reader:
-        if not row or all(c.strip() == "" for c in row):
-            continue
-        rows.append((reader.line_num, row))
-    if not rows:
-        raise ValueError(f"{path}: the CSV is empty; expected OpenFace 2.x output with AU*_r columns")
-    return rows
-
-
-def write_openface_csv(
-    track: AUTrack,
-    path: str | PathLike,
-    *,
-    presence_threshold: float = 1.0,
-    decimals: int = 3,
-) -> None:
-    """Write ``track`` as an OpenFace 2.x CSV with the full 714-column layout.
-
-    The layout is :data:`OPENFACE_COLUMNS` with OpenFace's ``", "`` separator (so
-    header names after the first start with a space), which pandas, OpenFace's own
-    tools and talking-head data loaders read. Columns the track does not know
-    (gaze, landmarks, pose, PDM) are 0. ``frame`` counts from 1, ``timestamp`` is
-    ``(frame - 1) / fps``, ``confidence`` / ``success`` come from the track (1 when
-    absent), ``AU*_c`` is 1 where ``AU*_r >= presence_threshold`` (AU28_c is 0).
-    Intensities keep ``decimals`` decimals (OpenFace itself writes 2). The file is
-    written atomically.
-    """
-    if not isinstance(track, AUTrack):
-        raise TypeError(f"write_openface_csv: expected an AUTrack, got {type(track).__name__}")
-    T = len(track)
-    conf = track.confidence if track.confidence is not None else np.ones(T, np.float32)
-    succ = track.success if track.success is not None else np.ones(T, bool)
-    n_zero = OPENFACE_COLUMNS.index("AU01_r") - 5  # gaze … PDM columns
-    zeros = ", ".join(["0"] * n_zero)
-    c_idx = [(_AU_INDEX.get(a)) for a in OPENFACE_AU_C]
-    with atomic_write(path, "w") as f:
-        f.write(", ".join(OPENFACE_COLUMNS) + "\n")
-        for t in range(T):
-            r = track.values[t]
-            au_r = ", ".join(f"{x:.{decimals}f}" for x in r)
-            au_c = ", ".join("0" if j is None else str(int(r[j] >= presence_threshold)) for j in c_idx)
-            f.write(f"{t + 1}, 0, {t / track.fps:.3f}, {conf[t]:.2f}, {int(succ[t])}, {zeros}, {au_r}, {au_c}\n")
 
 
 # --------------------------------------------------------------------------- #
@@ -832,3 +574,28 @@ def blink_track(
         start += min_interval_s + rng.exponential(mean_interval - min_interval_s)
     j = au_index("AU45")
     return track.with_au("AU45", np.maximum(track.values[:, j], blinks))
+
+
+# --------------------------------------------------------------------------- #
+# OpenFace CSV I/O: lives in emozone_lite.openface, re-exported here
+# --------------------------------------------------------------------------- #
+
+#: Names that moved to :mod:`emozone_lite.openface`; ``aus.<name>`` still works. They are
+#: looked up when first read (``openface`` imports this module, so importing it here at
+#: import time would be a cycle).
+_OPENFACE_NAMES = (
+    "OPENFACE_AU_C", "OPENFACE_COLUMNS", "openface_columns", "read_openface_csv", "write_openface_csv",
+    "_read_text", "_csv_rows", "_fps_from_timestamps", "_AU_R",
+)
+
+
+def __getattr__(name: str):
+    if name in _OPENFACE_NAMES:
+        from . import openface
+
+        return getattr(openface, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_OPENFACE_NAMES))

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from .checks import check_shape
+
 #: Default target of orbit cameras: the middle of the face, a little in front of the origin.
 HEAD_TARGET = (0.0, -0.05, 0.25)
 
@@ -100,10 +102,8 @@ class Camera:
     def __post_init__(self) -> None:
         self.viewmat = torch.as_tensor(self.viewmat, dtype=torch.float32) if not isinstance(self.viewmat, Tensor) else self.viewmat
         self.K = torch.as_tensor(self.K, dtype=torch.float32) if not isinstance(self.K, Tensor) else self.K
-        if self.viewmat.shape != (4, 4):
-            raise ValueError(f"viewmat must have shape [4, 4] (world -> camera), got {list(self.viewmat.shape)}")
-        if self.K.shape != (3, 3):
-            raise ValueError(f"K must have shape [3, 3], got {list(self.K.shape)}")
+        check_shape(self.viewmat, "viewmat", (4, 4), "; the world -> camera matrix")
+        check_shape(self.K, "K", (3, 3), "; the intrinsics [[fx, 0, cx], [0, fy, cy], [0, 0, 1]]")
         if not (bool(torch.isfinite(self.viewmat).all()) and bool(torch.isfinite(self.K).all())):
             raise ValueError("viewmat and K must contain only finite values")
         if float(self.K[0, 0]) <= 0 or float(self.K[1, 1]) <= 0:
@@ -138,8 +138,7 @@ class Camera:
 
     def world_to_camera(self, points: Tensor) -> Tensor:
         """World points ``[N, 3]`` → camera coordinates ``[N, 3]`` (x right, y down, z depth)."""
-        if points.ndim != 2 or points.shape[-1] != 3:
-            raise ValueError(f"points must have shape [N, 3], got {tuple(points.shape)}")
+        check_shape(points, "points", ("N", 3))
         return points @ self.viewmat[:3, :3].T.to(points) + self.viewmat[:3, 3].to(points)
 
     def project(self, points: Tensor) -> Tensor:

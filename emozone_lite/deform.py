@@ -23,46 +23,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .checks import check_finite, check_shape
 from .encoding import encoding_dim, positional_encoding
+from .geometry import normalize_quat, quat_multiply
 
 __all__ = ["Deformation", "DeformationField", "apply_deformation", "quat_multiply"]
 
-
-def quat_multiply(q: Tensor, r: Tensor) -> Tensor:
-    """Hamilton product ``q ⊗ r`` of quaternions in ``(w, x, y, z)`` order.
-
-    As rotations, ``q ⊗ r`` applies ``r`` first, then ``q``
-    (``R(q ⊗ r) = R(q) · R(r)``). So ``q ⊗ Δq`` rotates a Gaussian by ``Δq`` in its
-    own local frame before its canonical rotation ``q``.
-
-    Args:
-        q: ``[..., 4]`` quaternions (w, x, y, z).
-        r: ``[..., 4]`` quaternions; broadcasts against ``q``.
-
-    Returns:
-        ``[..., 4]`` the product (not normalised; unit inputs give a unit output).
-
-    Examples:
-        >>> i = torch.tensor([0.0, 1.0, 0.0, 0.0]); j = torch.tensor([0.0, 0.0, 1.0, 0.0])
-        >>> quat_multiply(i, j).tolist()  # i·j = k
-        [0.0, 0.0, 0.0, 1.0]
-    """
-    if q.shape[-1] != 4 or r.shape[-1] != 4:
-        raise ValueError(f"quaternions must have shape [..., 4] (w, x, y, z), got {tuple(q.shape)} and {tuple(r.shape)}")
-    w1, x1, y1, z1 = q.unbind(-1)
-    w2, x2, y2, z2 = r.unbind(-1)
-    return torch.stack(
-        [
-            w1 * w2 - x1 * x2 - y1 * y2 - z1 * z2,
-            w1 * x2 + x1 * w2 + y1 * z2 - z1 * y2,
-            w1 * y2 - x1 * z2 + y1 * w2 + z1 * x2,
-            w1 * z2 + x1 * y2 - y1 * x2 + z1 * w2,
-        ],
-        dim=-1,
-    )
+# ``quat_multiply`` (the Hamilton product q ⊗ r, wxyz) lives in ``emozone_lite.geometry``
+# with the other rotation maths; it is re-exported here (``deform.quat_multiply``).
 
 
 @dataclass
@@ -86,9 +56,7 @@ class Deformation:
         return self.dmeans.ndim == 3
 
 
-def _check_finite(name: str, x: Tensor) -> None:
-    if not bool(torch.isfinite(x).all()):
-        raise ValueError(f"{name} contains NaN or Inf values; check the upstream features / Gaussians")
+_FINITE_HINT = "check the upstream features / Gaussians"
 
 
 class DeformationField(nn.Module):
@@ -145,10 +113,9 @@ class DeformationField(nn.Module):
             :class:`Deformation` with ``[B, N, ·]`` tensors for batched features and
             ``[N, ·]`` tensors for unbatched ones.
         """
-        if not isinstance(canon_means, Tensor) or canon_means.ndim != 2 or canon_means.shape[-1] != 3:
-            shape = tuple(canon_means.shape) if isinstance(canon_means, Tensor) else type(canon_means).__name__
-            raise ValueError(f"canon_means must have shape [N, 3], got {shape}")
-        n = canon_means.shape[0]
+        if not isinstance(canon_means, Tensor):
+            raise ValueError(f"canon_means must be a torch.Tensor [N, 3], got {type(canon_means).__name__}")
+        n = check_shape(canon_means, "canon_means", ("N", 3))["N"]
         if features is None:
             if self.feat_dim != 0:
                 raise ValueError(f"features is None but this field expects [B, N, {self.feat_dim}] features")
@@ -162,8 +129,8 @@ class DeformationField(nn.Module):
             raise ValueError(
                 f"features describe {features.shape[-2]} Gaussians but canon_means has N={n}; they must match"
             )
-        _check_finite("canon_means", canon_means)
-        _check_finite("features", features)
+        check_finite(canon_means, "canon_means", _FINITE_HINT)
+        check_finite(features, "features", _FINITE_HINT)
 
         h = self.in_pos(positional_encoding(canon_means, self.pe_freqs))  # [N, hidden], shared by the batch
         if self.in_feat is not None:
@@ -173,7 +140,7 @@ class DeformationField(nn.Module):
             h = self.act(layer(h))
         if h.ndim < features.ndim:  # feat_dim == 0 with batched (empty) features
             h = h.expand(*features.shape[:-1], self.hidden)
-        dquats = F.normalize(self.head_quats(h) + self.quat_identity, dim=-1)
+        dquats = normalize_quat(self.head_quats(h) + self.quat_identity)
         return Deformation(self.head_means(h), dquats, self.head_scales(h))
 
 
@@ -203,9 +170,9 @@ def apply_deformation(cloud_tensors, deformation: Deformation) -> tuple[Tensor, 
     """
     means, quats, scales = _cloud_tensors(cloud_tensors)
     for name, x, d in (("means", means, 3), ("quats", quats, 4), ("scales", scales, 3)):
-        if not isinstance(x, Tensor) or x.ndim != 2 or x.shape[-1] != d:
-            shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-            raise ValueError(f"{name} must have shape [N, {d}], got {shape}")
+        if not isinstance(x, Tensor):
+            raise ValueError(f"{name} must be a torch.Tensor [N, {d}], got {type(x).__name__}")
+        check_shape(x, name, ("N", d))
     n = means.shape[0]
     if quats.shape[0] != n or scales.shape[0] != n:
         raise ValueError(f"means, quats and scales must share N; got {means.shape[0]}, {quats.shape[0]}, {scales.shape[0]}")
@@ -216,6 +183,6 @@ def apply_deformation(cloud_tensors, deformation: Deformation) -> tuple[Tensor, 
             raise ValueError(f"deformation.{name} must have shape [B, {n}, {d}] or [{n}, {d}] to match N={n}, got {tuple(x.shape)}")
     return (
         means + deformation.dmeans,
-        F.normalize(quat_multiply(quats, deformation.dquats), dim=-1),
+        normalize_quat(quat_multiply(quats, deformation.dquats)),
         scales * torch.exp(deformation.dlog_scales),
     )

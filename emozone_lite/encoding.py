@@ -7,6 +7,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from .checks import check_shape
+
 
 def positional_encoding(x: Tensor, n_freqs: int = 6, include_input: bool = True) -> Tensor:
     """Sin/cos features of ``x [..., D]`` at frequencies ``2^k · π``, k = 0..n_freqs-1.
@@ -44,6 +46,5 @@ class PositionalEncoding(nn.Module):
         self.out_dim = encoding_dim(in_dim, n_freqs, include_input)
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.shape[-1] != self.in_dim:
-            raise ValueError(f"x must have shape [..., {self.in_dim}], got {tuple(x.shape)}")
+        check_shape(x, "x", ("*", self.in_dim))
         return positional_encoding(x, self.n_freqs, self.include_input)

@@ -32,6 +32,7 @@ import torch
 from scipy.special import expit, logit
 from torch import Tensor
 
+from .checks import as_float_tensor, check_finite, check_shape
 from .utils import atomic_write
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -89,22 +90,16 @@ class GaussianCloud:
 
     def __post_init__(self) -> None:
         for name in _CORE_FIELDS:
-            setattr(self, name, _as_float_tensor(getattr(self, name), name))
-        if self.means.ndim != 2 or self.means.shape[1] != 3:
-            raise ValueError(f"means must have shape [N, 3], got {tuple(self.means.shape)}")
-        n = self.means.shape[0]
+            setattr(self, name, as_float_tensor(getattr(self, name), name))
+        n = check_shape(self.means, "means", ("N", 3))["N"]
         for name in _CORE_FIELDS[1:]:
-            t = getattr(self, name)
-            want = (n, *_TRAILING[name])
-            if tuple(t.shape) != want:
-                shape_txt = "[N]" if not _TRAILING[name] else f"[N, {_TRAILING[name][0]}]"
-                raise ValueError(f"{name} must have shape {shape_txt} = {list(want)} to match means [N={n}, 3], got {list(t.shape)}")
+            pattern = ("N", *_TRAILING[name])
+            check_shape(getattr(self, name), name, pattern, "; one row per Gaussian of means [N, 3]", N=n)
         for name in _CORE_FIELDS:
             t = getattr(self, name)
             if t.device != self.means.device:
                 raise ValueError(f"{name} is on {t.device} but means is on {self.means.device}; move all tensors to one device")
-            if not bool(torch.isfinite(t.detach()).all()):
-                raise ValueError(f"{name} contains NaN or infinite values")
+            check_finite(t, name)
         if n:
             if bool((self.scales.detach() <= 0).any()):
                 raise ValueError(f"scales must be > 0 (linear standard deviations), got min {float(self.scales.min()):.3g}")
@@ -126,8 +121,8 @@ class GaussianCloud:
                 raise ValueError(f"extras[{key!r}] must have shape [N={n}, ...], got {list(v.shape)}")
             if v.device != self.means.device:
                 raise ValueError(f"extras[{key!r}] is on {v.device} but means is on {self.means.device}")
-            if v.is_floating_point() and not bool(torch.isfinite(v.detach()).all()):
-                raise ValueError(f"extras[{key!r}] contains NaN or infinite values")
+            if v.is_floating_point():
+                check_finite(v, f"extras[{key!r}]")
             extras[key] = v
         if "sh_rest" in extras and (extras["sh_rest"].ndim != 3 or extras["sh_rest"].shape[2] != 3):
             raise ValueError(f"extras['sh_rest'] must have shape [N, K, 3], got {list(extras['sh_rest'].shape)}")
@@ -150,16 +145,18 @@ class GaussianCloud:
             scale: a float or ``[N]`` standard deviation(s).
             opacity: a float or ``[N]`` opacity(ies).
         """
-        means = _as_float_tensor(points, "points")
-        if means.ndim != 2 or means.shape[1] != 3:
-            raise ValueError(f"points must have shape [N, 3], got {tuple(means.shape)}")
+        means = as_float_tensor(points, "points")
+        check_shape(means, "points", ("N", 3))
         n, dev, dt = means.shape[0], means.device, means.dtype
         quats = torch.zeros(n, 4, device=dev, dtype=dt)
         quats[:, 0] = 1.0
         s = torch.as_tensor(scale, dtype=dt, device=dev)
         scales = (s[:, None] if s.ndim == 1 else s).expand(n, 3).clone()
         opacities = torch.as_tensor(opacity, dtype=dt, device=dev).expand(n).clone()
-        cols = torch.full((n, 3), 0.5, device=dev, dtype=dt) if colors is None else _as_float_tensor(colors, "colors").to(dev)
+        if colors is None:
+            cols = torch.full((n, 3), 0.5, device=dev, dtype=dt)
+        else:
+            cols = as_float_tensor(colors, "colors").to(dev)
         return cls(means, quats, scales, opacities, cols)
 
     # ---- container protocol
@@ -255,15 +252,6 @@ class GaussianCloud:
         return colors
 
 
-def _as_float_tensor(x, name: str) -> Tensor:
-    if isinstance(x, Tensor):
-        return x if x.is_floating_point() else x.float()
-    try:
-        return torch.as_tensor(np.asarray(x, dtype=np.float32))
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"{name} must be a tensor or array of numbers: {e}") from None
-
-
 # --------------------------------------------------------------------------- encodings
 # Decoders run in float64 and round once to float32; save_ply picks, for each value, the
 # float32 code whose decoding is nearest the value, so round trips are exact wherever the
@@ -340,7 +328,8 @@ def save_ply(cloud: GaussianCloud, path: str | os.PathLike) -> Path:
     f_dc = _encode_nearest(_np32(cloud.colors), _enc_color, _dec_color)
     cols += [(f"f_dc_{c}", f_dc[:, c]) for c in range(3)]
     if "sh_rest" in cloud.extras:
-        rest = _np32(cloud.extras["sh_rest"]).transpose(0, 2, 1).reshape(n, -1)  # [N, 3*K], channel-major
+        sh = cloud.extras["sh_rest"]
+        rest = _np32(sh).transpose(0, 2, 1).reshape(n, 3 * sh.shape[1])  # [N, 3*K], channel-major (N = 0 too)
     else:
         rest = np.zeros((n, DEFAULT_N_REST), np.float32)
     cols += [(f"f_rest_{i}", rest[:, i]) for i in range(rest.shape[1])]
@@ -358,7 +347,7 @@ def save_ply(cloud: GaussianCloud, path: str | os.PathLike) -> Path:
         arr = value.detach().cpu()
         if arr.dtype != torch.bool and not arr.is_floating_point() and arr.numel() and int(arr.abs().max()) > 2**24:
             raise ValueError(f"extras[{key!r}] has integers above 2**24 that float32 cannot store exactly")
-        arr = arr.to(torch.float32).numpy().reshape(n, -1)
+        arr = arr.to(torch.float32).numpy().reshape(n, math.prod(value.shape[1:]))
         dims = tuple(value.shape[1:])
         names = [key] if not dims else [f"{key}_{i}" for i in range(arr.shape[1])]
         clash = standard.intersection(names)

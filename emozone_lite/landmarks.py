@@ -25,6 +25,7 @@ from typing import Mapping
 import numpy as np
 
 from .aus import AU_NAMES, N_AUS, au_index
+from .checks import check_finite
 from .utils import data_path
 
 #: Scale from the canonical mesh's centimetres to world units.
@@ -152,9 +153,7 @@ def _as_points(landmarks, name: str = "landmarks") -> np.ndarray:
             f"(MediaPipe face-mesh order), got {p.shape}"
         )
     p = np.asarray(p[..., :468, :], dtype=np.float64)
-    if not np.isfinite(p).all():
-        raise ValueError(f"{name}: points contain NaN/inf (a failed detection?)")
-    return p
+    return check_finite(p, name, "a failed detection? fill or drop that frame first")
 
 
 def _procrustes_rotation(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, float]:

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .aus import AU_NAMES, LOWER_AUS, UPPER_AUS, au_indices
+from .checks import as_float_tensor, check_finite, check_shape
 from .landmarks import load_canonical_mesh
 
 __all__ = [
@@ -70,14 +71,19 @@ EYE_CORNER_IDX = (33, 263)
 
 # --------------------------------------------------------------------------- helpers
 def _tensor(x, name: str) -> Tensor:
-    """Float tensor view of ``x`` (NumPy → float64; tensors keep dtype, device and grad)."""
+    """``x`` as a float tensor; the metrics compute in double precision.
+
+    Tensors keep their dtype, device and graph (integer tensors become float64); arrays
+    and sequences become float64 — not ``checks.as_float_tensor``'s float32, which would
+    round a float64 input before it is compared. Non-numeric input gets that function's
+    error (``"{name} must be a tensor or an array of numbers, …"``).
+    """
     if isinstance(x, Tensor):
         return x if torch.is_floating_point(x) else x.double()
     try:
-        a = np.asarray(x, dtype=np.float64)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"{name} must be a tensor or numeric array, got {type(x).__name__}") from e
-    return torch.from_numpy(a)
+        return torch.from_numpy(np.asarray(x, dtype=np.float64))
+    except (TypeError, ValueError):
+        return as_float_tensor(x, name)
 
 
 def _pair(a, b, na: str, nb: str) -> tuple[Tensor, Tensor]:
@@ -299,8 +305,7 @@ def aue(pred_aus, gt_aus, which: Literal["upper", "lower", "all"] = "all", *, re
     p, g = _pair(pred_aus, gt_aus, "pred_aus", "gt_aus")
     if p.ndim == 1:
         p, g = p[None], g[None]
-    if p.ndim != 2 or p.shape[-1] != len(AU_NAMES):
-        raise ValueError(f"AU tracks must have shape [T, {len(AU_NAMES)}] (AU_NAMES order), got {tuple(p.shape)}")
+    check_shape(p, "pred_aus / gt_aus", ("T", len(AU_NAMES)), "; one column per AU in AU_NAMES order")
     sets = {"upper": UPPER_AUS, "lower": LOWER_AUS, "all": AU_NAMES}
     if which not in sets:
         raise ValueError(f"which must be 'upper', 'lower' or 'all', got {which!r}")
@@ -333,9 +338,7 @@ def jitter(track, *, normalize: bool = False, reduction: Reduction = "mean"):
         raise ValueError(f"track needs at least 3 frames along axis 0, got shape {tuple(x.shape)}")
     if x.numel() == 0:
         raise ValueError(f"track is empty (shape {tuple(x.shape)})")
-    x = x.reshape(x.shape[0], -1).detach()
-    if not bool(torch.isfinite(x).all()):
-        raise ValueError("track contains NaN/inf; fill missing frames first")
+    x = check_finite(x.reshape(x.shape[0], -1).detach(), "track", "fill missing frames first")
     d2 = x[2:] - 2 * x[1:-1] + x[:-2]
     per_frame = (d2**2).mean(1)
     if normalize:
@@ -392,9 +395,8 @@ def lip_sync_corr(pred_open, gt_open) -> float:
         raise ValueError(f"mouth-opening series must be 1-D [T], got {tuple(p.shape)}")
     if p.shape[0] < 2:
         raise ValueError(f"need at least 2 frames to correlate, got {p.shape[0]}")
-    p, g = p.detach().double(), g.detach().double()
-    if not bool(torch.isfinite(p).all() and torch.isfinite(g).all()):
-        raise ValueError("mouth-opening series contain NaN/inf")
+    p = check_finite(p.detach().double(), "pred_open", "mouth-opening series must be finite")
+    g = check_finite(g.detach().double(), "gt_open", "mouth-opening series must be finite")
     pc, gc = p - p.mean(), g - g.mean()
     den = math.sqrt(float((pc**2).sum()) * float((gc**2).sum()))
     if bool(p.max() == p.min()) or bool(g.max() == g.min()) or den == 0.0:

@@ -5,7 +5,7 @@ The whole data flow of DESIGN.md in one ``nn.Module``::
     mel windows ─► AudioEncoder ─► audio tokens A_t [n_a, d]
     AU track    ─► CITAE / PerFrameAUEncoder ─► AU tokens U_t [17, d]
     canonical Gaussians μ_i ─► zones.soft_membership ─► w_i [Z]
-    SZPAB / ImplicitFusion(μ, w, A_t, U_t) ─► f_i [d]
+    SZPAB(μ, w, A_t, U_t) / ImplicitFusion(μ, A_t, U_t) ─► f_i [d]   (EmoZoneLite.fuse)
     DeformationField(f_i, μ_i) ─► (Δμ, Δq, Δs) ─► render.rasterize ─► image
 
 ``ModelConfig(fusion="implicit", temporal="per_frame")`` gives the baselines of the
@@ -21,13 +21,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .attention import SZPAB, ImplicitFusion, modality_mass
+from .aus import N_AUS
+from .checks import check_finite, check_shape
 from .deform import DeformationField, apply_deformation
 from .gaussians import GaussianCloud
+from .geometry import normalize_quat
 from .landmarks import load_canonical_mesh
 from .temporal import CITAE, PerFrameAUEncoder
 from .zones import cloud_membership
 
-N_AUS = 17
+# N_AUS (imported above) is emozone_lite.aus.N_AUS, re-exported: model.N_AUS keeps working.
 
 
 @dataclass
@@ -129,8 +132,7 @@ class AudioEncoder(nn.Module):
         """``[T, 16, n_mels], [T] -> [T, d]`` smoothed per-frame features."""
         if mel_windows.ndim != 3 or mel_windows.shape[-1] != self.n_mels:
             raise ValueError(f"mel_windows must have shape [T, 16, {self.n_mels}], got {tuple(mel_windows.shape)}")
-        if energy.shape != mel_windows.shape[:1]:
-            raise ValueError(f"energy must have shape [T={mel_windows.shape[0]}], got {tuple(energy.shape)}")
+        check_shape(energy, "energy", ("T",), T=mel_windows.shape[0])
         # per-window normalisation: loudness-invariant and local (frame t sees only its window)
         mu = mel_windows.mean(dim=(1, 2), keepdim=True)
         x = (mel_windows - mu) / (mel_windows.std(dim=(1, 2), keepdim=True) + 1e-3)
@@ -211,7 +213,7 @@ class EmoZoneLite(nn.Module):
         idx = evenly_spread_subset(len(head), c.n_gaussians)
         sub = head.subset(idx)
         self.register_buffer("means", sub.means.float().contiguous())
-        self.register_buffer("quats", F.normalize(sub.quats.float(), dim=-1).contiguous())
+        self.register_buffer("quats", normalize_quat(sub.quats.float()).contiguous())
         self.register_buffer("scales", sub.scales.float().contiguous())
         self.register_buffer("opacities", sub.opacities.float().contiguous())
         self.register_buffer("colors", sub.colors.float().clamp(0, 1).contiguous())
@@ -240,16 +242,16 @@ class EmoZoneLite(nn.Module):
             )
         else:
             self.au_encoder = PerFrameAUEncoder(n_aus=N_AUS, d_model=c.d_model, pretext=False)
-        fusion_kw = dict(
-            d_model=c.d_model, n_zones=self.zone_weights.shape[1], d_audio=c.d_model, d_au=c.d_model,
-            n_freqs=c.pe_freqs, hidden=c.hidden, n_au=N_AUS,
-        )
+        sizes = dict(d_model=c.d_model, d_audio=c.d_model, d_au=c.d_model, n_freqs=c.pe_freqs, hidden=c.hidden)
+        sizes["n_au"] = N_AUS
+        n_zones = self.zone_weights.shape[1]
         if c.fusion == "szpab":
-            self.fusion: nn.Module = SZPAB(bias_mode=c.bias_mode, au_prior="anatomical" if c.au_prior else None, **fusion_kw)
+            au_prior = "anatomical" if c.au_prior else None
+            self.fusion: nn.Module = SZPAB(n_zones=n_zones, bias_mode=c.bias_mode, au_prior=au_prior, **sizes)
         elif c.fusion == "attention":
-            self.fusion = SZPAB(bias_mode="fixed", bias=torch.zeros(1, 3), au_prior=None, **fusion_kw)
-        else:
-            self.fusion = ImplicitFusion(**fusion_kw)
+            self.fusion = SZPAB(n_zones=n_zones, bias_mode="fixed", bias=torch.zeros(1, 3), au_prior=None, **sizes)
+        else:  # the baseline takes no zone arguments
+            self.fusion = ImplicitFusion(**sizes)
         self.deformation = DeformationField(feat_dim=c.d_model, pe_freqs=c.pe_freqs, hidden=c.hidden)
 
     @property
@@ -267,22 +269,37 @@ class EmoZoneLite(nn.Module):
         Returns:
             ``(audio_tokens [T, audio_context, d], au_tokens [T, 17, d])``.
         """
-        if aus.ndim != 2 or aus.shape[1] != N_AUS:
-            raise ValueError(f"aus must have shape [T, 17], got {tuple(aus.shape)}")
+        check_shape(aus, "aus", ("T", N_AUS))
         if aus.shape[0] != mel_windows.shape[0]:
             raise ValueError(
                 f"the AU track has {aus.shape[0]} frames but the audio has {mel_windows.shape[0]}; "
                 "resample the AUs to the audio frame count (AUTrack.resample(n_frames=...))"
             )
-        if not bool(torch.isfinite(aus).all()):
-            raise ValueError("aus contains NaN or inf")
+        check_finite(aus, "aus")
         audio_tokens = self.audio_encoder(mel_windows, energy)
         au_tokens = self.au_encoder(aus[None] / 5.0)[0]  # intensities scaled to [0, 1]
         return audio_tokens, au_tokens
 
+    def fuse(self, audio_tokens: Tensor, au_tokens: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Per-Gaussian features from the fusion module, with the arguments it takes.
+
+        SZ-PAB (``fusion="szpab"`` / ``"attention"``) also reads the zone memberships
+        ``self.zone_weights [N, Z]``; implicit fusion takes none.
+
+        Args:
+            audio_tokens: ``[B, n_a, d]``.
+            au_tokens: ``[B, 17, d]``.
+
+        Returns:
+            ``(fused [B, N, d], weights [B, N, M])`` (``weights`` None for implicit fusion).
+        """
+        if isinstance(self.fusion, ImplicitFusion):
+            return self.fusion(self.means, audio_tokens, au_tokens)
+        return self.fusion(self.means, self.zone_weights, audio_tokens, au_tokens)
+
     def deform(self, audio_tokens: Tensor, au_tokens: Tensor) -> HeadState:
         """Deformed Gaussians for ``B`` frames from their tokens ``[B, n_a, d]``, ``[B, 17, d]``."""
-        fused, weights = self.fusion(self.means, self.zone_weights, audio_tokens, au_tokens)
+        fused, weights = self.fuse(audio_tokens, au_tokens)
         d = self.deformation(fused, self.means)
         means, quats, scales = apply_deformation((self.means, self.quats, self.scales), d)
         vertices = self.rest_vertices + self.vertex_displacement(d.dmeans)

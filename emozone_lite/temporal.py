@@ -46,6 +46,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .aus import AU_NAMES
+from .checks import as_float_tensor, check_shape
+
 __all__ = [
     "RevIN",
     "make_patches",
@@ -60,41 +63,40 @@ __all__ = [
 Anchor = Literal["causal", "centred"]
 
 
-def _au_names() -> tuple[str, ...] | None:
-    """AU names from ``emozone_lite.aus`` when that module is importable (no hard dependency)."""
-    try:
-        from .aus import AU_NAMES  # noqa: PLC0415
-    except Exception:  # pragma: no cover - aus.py absent or broken
-        return None
-    return tuple(AU_NAMES)
+def _as_track(x, name: str) -> Tensor:
+    """An AU track (tensor, array, list or ``aus.AUTrack``) as a float tensor.
 
-
-def _as_float_tensor(x, name: str) -> Tensor:
-    if hasattr(x, "values") and not isinstance(x, (Tensor, np.ndarray)):
-        x = x.values  # AUTrack-like objects
-    if isinstance(x, Tensor):
-        t = x
-    else:
+    ``checks.as_float_tensor``, except that floating NumPy arrays (and lists of floats)
+    keep their precision, as floating tensors do: a float64 track gives float64 windows.
+    """
+    if not isinstance(x, Tensor) and not hasattr(x, "values"):
         try:
-            t = torch.as_tensor(np.asarray(x))
-        except Exception as e:  # pragma: no cover - exotic input
-            raise ValueError(f"{name} must be a tensor or array, got {type(x).__name__}") from e
-    if not torch.is_floating_point(t):
-        t = t.to(torch.float32)
-    return t
+            arr = np.asarray(x)
+        except ValueError:  # ragged: let as_float_tensor say so
+            arr = None
+        if arr is not None and arr.dtype.kind == "f":
+            x = torch.from_numpy(np.ascontiguousarray(arr))  # a copy only for reversed / strided views
+    return as_float_tensor(x, name)
 
 
-def _check_finite(track: Tensor, name: str) -> None:
-    """Raise ``ValueError`` naming the first non-finite frame and channel of ``track [..., T, C]``."""
-    bad = ~torch.isfinite(track)
+def _au_label(channel: int, n_channels: int) -> str:
+    """``" (AU12)"`` when the channels are the 17 AUs, else ``""``."""
+    return f" ({AU_NAMES[channel]})" if n_channels == len(AU_NAMES) else ""
+
+
+def _check_finite_track(track: Tensor, name: str) -> None:
+    """``checks.check_finite`` for ``track [..., T, C]``, naming the first bad frame and channel.
+
+    Which AU of which frame is missing is the useful part of this message (a detector
+    dropped a frame), so it is worth its own function.
+    """
+    bad = ~torch.isfinite(track.detach())
     if bool(bad.any()):
         idx = bad.nonzero()[0].tolist()
         frame, ch = idx[-2], idx[-1]
-        names = _au_names()
-        ch_name = f" ({names[ch]})" if names is not None and track.shape[-1] == len(names) else ""
         where = f"batch {idx[0]}, " if track.ndim == 3 else ""
         raise ValueError(
-            f"{name} contains NaN/inf at {where}frame {frame}, channel {ch}{ch_name}; "
+            f"{name} contains NaN/inf at {where}frame {frame}, channel {ch}{_au_label(ch, track.shape[-1])}; "
             "fill or interpolate missing detections first"
         )
 
@@ -274,7 +276,7 @@ def sliding_windows(
         >>> sliding_windows(tr, 4, "centred")[2, 0].tolist()
         [0.0, 1.0, 2.0, 3.0]
     """
-    t = _as_float_tensor(track, "track")
+    t = _as_track(track, "track")
     if t.ndim not in (2, 3):
         raise ValueError(f"track must have shape [T, C] or [B, T, C], got {tuple(t.shape)}")
     if t.shape[-2] == 0 or t.shape[-1] == 0:
@@ -282,7 +284,7 @@ def sliding_windows(
     if pad not in ("edge", "zeros"):
         raise ValueError(f"pad must be 'edge' or 'zeros', got {pad!r}")
     offsets = window_offsets(window, anchor).to(t.device)
-    _check_finite(t, "track")
+    _check_finite_track(t, "track")
     T = t.shape[-2]
     idx = torch.arange(T, device=t.device)[:, None] + offsets[None, :]  # [T, W]
     inside = (idx >= 0) & (idx < T)
@@ -318,12 +320,12 @@ def _require_pretext(model: nn.Module) -> None:
 
 
 def _track_and_frames(au_track, n_aus: int, frames) -> tuple[Tensor, Tensor | None, bool]:
-    t = _as_float_tensor(au_track, "au_track")
+    t = _as_track(au_track, "au_track")
     if t.ndim not in (2, 3) or t.shape[-1] != n_aus:
         raise ValueError(f"au_track must have shape [T, {n_aus}] or [B, T, {n_aus}], got {tuple(t.shape)}")
     if t.shape[-2] == 0:
         raise ValueError("au_track has no frames; need at least one")
-    _check_finite(t, "au_track")
+    _check_finite_track(t, "au_track")
     unbatched = t.ndim == 2
     if unbatched:
         t = t[None]
@@ -429,17 +431,15 @@ class CITAE(_Pretext, nn.Module):
         self.recon = nn.Linear(d_model, window) if pretext else None
 
     def _check_windows(self, windows: Tensor) -> None:
-        if not isinstance(windows, Tensor) or windows.ndim != 3 or windows.shape[1:] != (self.n_aus, self.window):
-            shape = tuple(windows.shape) if isinstance(windows, Tensor) else type(windows).__name__
-            raise ValueError(
-                f"windows must have shape [N, {self.n_aus}, {self.window}] (batch, AU, frames), got {shape}"
-            )
-        bad = ~torch.isfinite(windows)
+        if not isinstance(windows, Tensor):
+            raise ValueError(f"windows must be a tensor [N, {self.n_aus}, {self.window}], got {type(windows).__name__}")
+        check_shape(windows, "windows", ("N", self.n_aus, self.window), "; axes are (batch, AU, frames)")
+        bad = ~torch.isfinite(windows.detach())
         if bool(bad.any()):
             n, c, w = bad.nonzero()[0].tolist()
-            names = _au_names()
-            au = f" ({names[c]})" if names is not None and self.n_aus == len(names) else ""
-            raise ValueError(f"windows contain NaN/inf at window {n}, channel {c}{au}, position {w}")
+            raise ValueError(
+                f"windows contain NaN/inf at window {n}, channel {c}{_au_label(c, self.n_aus)}, position {w}"
+            )
 
     def _encode(self, windows: Tensor) -> Tensor:
         """Tokens ``[N, C, d]`` before the AU embedding (RevIN stats left on ``self.revin``)."""
@@ -595,8 +595,8 @@ def fit_reconstruction(
         seed: seeds the frame sampling (None: use the global RNG).
     """
     _require_pretext(model)
-    x = _as_float_tensor(noisy, "noisy")
-    y = _as_float_tensor(clean, "clean")
+    x = _as_track(noisy, "noisy")
+    y = _as_track(clean, "clean")
     if x.shape != y.shape:
         raise ValueError(f"noisy {tuple(x.shape)} and clean {tuple(y.shape)} must have the same shape")
     if int(steps) <= 0 or int(batch_frames) <= 0:

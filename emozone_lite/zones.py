@@ -71,6 +71,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .aus import AU_NAMES, FACS
+from .checks import as_float_tensor, check_finite, check_shape
 from .landmarks import load_canonical_mesh
 
 __all__ = [
@@ -113,18 +115,12 @@ SUBZONE_TO_ZONE: dict[str, str] = {
     "cheeks": "synergy", "nose": "synergy", "nasolabial": "synergy",
 }
 
-#: The 17 OpenFace intensity AUs, in the toolkit's fixed order (same as ``emozone_lite.aus``).
-AU_NAMES: tuple[str, ...] = (
-    "AU01", "AU02", "AU04", "AU05", "AU06", "AU07", "AU09", "AU10", "AU12",
-    "AU14", "AU15", "AU17", "AU20", "AU23", "AU25", "AU26", "AU45",
-)
+# ``AU_NAMES`` (imported above) is ``emozone_lite.aus.AU_NAMES``: the 17 OpenFace intensity
+# AUs in the toolkit's fixed order, defined there once and re-exported here.
 
-#: Primary coarse zone of each AU (DESIGN.md, "Zones").
-AU_ZONE: dict[str, str] = {
-    **{a: "upper" for a in ("AU01", "AU02", "AU04", "AU05", "AU07", "AU45")},
-    **{a: "lower" for a in ("AU15", "AU17", "AU20", "AU23", "AU25", "AU26")},
-    **{a: "synergy" for a in ("AU06", "AU09", "AU10", "AU12", "AU14")},
-}
+#: Primary coarse zone of each AU (DESIGN.md, "Zones"), in :data:`AU_NAMES` order: the
+#: ``zone`` column of the FACS table (``aus.FACS[au].zone``), read from there.
+AU_ZONE: dict[str, str] = {a: FACS[a].zone for a in AU_NAMES}
 
 #: Sub-regions each AU moves (FACS muscle sites), main one first.
 AU_SUBREGIONS: dict[str, tuple[str, ...]] = {
@@ -271,16 +267,13 @@ def zone_anchors(zones: str | Mapping | None = None) -> tuple[tuple[str, ...], l
         if t.numel() == 0:
             raise ValueError(f"zone {name!r} has no anchors; give at least one vertex index or point")
         if t.dtype in (torch.int16, torch.int32, torch.int64, torch.uint8):
-            if t.ndim != 1:
-                raise ValueError(f"zone {name!r}: vertex indices must have shape [k], got {tuple(t.shape)}")
+            check_shape(t, f"zone {name!r}: vertex indices", ("k",))
             if int(t.min()) < 0 or int(t.max()) >= len(verts):
                 raise ValueError(f"zone {name!r}: vertex indices must lie in [0, {len(verts)}), got range [{int(t.min())}, {int(t.max())}]")
             t = verts[t.long()]
         elif t.is_floating_point():
-            if t.ndim != 2 or t.shape[1] != 3:
-                raise ValueError(f"zone {name!r}: anchor points must have shape [k, 3], got {tuple(t.shape)}")
-            if not bool(torch.isfinite(t).all()):
-                raise ValueError(f"zone {name!r}: anchor points contain NaN or inf")
+            check_shape(t, f"zone {name!r}: anchor points", ("k", 3))
+            check_finite(t, f"zone {name!r}: anchor points")
         else:
             raise ValueError(f"zone {name!r}: expected integer vertex indices or float points, got dtype {t.dtype}")
         names.append(str(name))
@@ -290,15 +283,10 @@ def zone_anchors(zones: str | Mapping | None = None) -> tuple[tuple[str, ...], l
 
 # --------------------------------------------------------------------------- membership
 def _as_points(points, name: str = "points") -> Tensor:
-    if isinstance(points, Tensor):
-        p = points if points.is_floating_point() else points.float()
-    else:
-        p = torch.as_tensor(np.asarray(points), dtype=torch.float32)
-    if p.ndim != 2 or p.shape[-1] != 3:
-        raise ValueError(f"{name} must have shape [N, 3], got {tuple(p.shape)}")
-    if not bool(torch.isfinite(p.detach()).all()):
-        raise ValueError(f"{name} contains NaN or inf values; clean the point set first")
-    return p
+    """``points [N, 3]`` as a float tensor (float32 for arrays), checked with ``emozone_lite.checks``."""
+    p = as_float_tensor(points, name)
+    check_shape(p, name, ("N", 3))
+    return check_finite(p, name, "clean the point set first")
 
 
 def _check_falloff(falloff) -> Tensor | float:
@@ -380,19 +368,16 @@ def mesh_points(tri_index, bary, vertices=None) -> Tensor:
     mesh = load_canonical_mesh()
     V = torch.as_tensor(mesh.vertices if vertices is None else np.asarray(vertices.detach().cpu() if isinstance(vertices, Tensor) else vertices), dtype=torch.float32)
     T = torch.from_numpy(mesh.triangles)
-    if V.ndim != 2 or V.shape[1] != 3 or len(V) != len(mesh.vertices):
-        raise ValueError(f"vertices must have shape [{len(mesh.vertices)}, 3], got {tuple(V.shape)}")
+    check_shape(V, "vertices", (len(mesh.vertices), 3))
     ti = torch.as_tensor(np.asarray(tri_index.cpu() if isinstance(tri_index, Tensor) else tri_index))
     b = torch.as_tensor(np.asarray(bary.detach().cpu() if isinstance(bary, Tensor) else bary), dtype=torch.float32)
     if ti.ndim != 1 or ti.is_floating_point() and bool((ti != ti.round()).any()):
         raise ValueError(f"tri_index must be integer triangle indices of shape [N], got {tuple(ti.shape)} {ti.dtype}")
     ti = ti.long()
-    if b.shape != (len(ti), 3):
-        raise ValueError(f"bary must have shape [N={len(ti)}, 3], got {tuple(b.shape)}")
+    check_shape(b, "bary", ("N", 3), N=len(ti))
     if len(ti) and (int(ti.min()) < 0 or int(ti.max()) >= len(T)):
         raise ValueError(f"tri_index must lie in [0, {len(T)}), got range [{int(ti.min())}, {int(ti.max())}]")
-    if not bool(torch.isfinite(b).all()):
-        raise ValueError("bary contains NaN or inf")
+    check_finite(b, "bary")
     return (V[T[ti]] * b[..., None]).sum(1)
 
 
@@ -544,13 +529,10 @@ def au_anatomical_prior(zones: Sequence[str] | None = None, strength: float = 4.
 
 # --------------------------------------------------------------------------- colours and plots
 def _as_weights(weights) -> Tensor:
-    w = weights.detach().cpu() if isinstance(weights, Tensor) else torch.as_tensor(np.asarray(weights))
-    if w.ndim != 2:
-        raise ValueError(f"weights must have shape [N, Z], got {tuple(w.shape)}")
-    w = w.float()
-    if not bool(torch.isfinite(w).all()):
-        raise ValueError("weights contain NaN or inf")
-    return w
+    """Memberships ``[N, Z]`` as a float32 CPU tensor (detached), checked."""
+    w = as_float_tensor(weights.detach().cpu() if isinstance(weights, Tensor) else weights, "weights").float()
+    check_shape(w, "weights", ("N", "Z"))
+    return check_finite(w, "weights")
 
 
 def _palette(n_zones: int, names: Sequence[str] | None = None) -> Tensor:

@@ -110,7 +110,7 @@ def test_gradcheck():
     q, k, v, w, mod = _inputs(n=4, m=6, d=3)
     B = torch.randn(3, 3, dtype=q.dtype)
     args = [t.clone().requires_grad_(True) for t in (q, k, v, w, B)]
-    torch.autograd.gradcheck(
+    assert torch.autograd.gradcheck(
         lambda q, k, v, w, B: sz_pab_attention(q, k, v, mod, w, B, validate=False)[0], args
     )
 
@@ -230,7 +230,8 @@ def _bad_calls():
     B_inf = B.clone()
     B_inf[0, 0] = float("inf")
     return [
-        (dict(q=q[0]), r"q must be a tensor of shape \[\.\.\., L, d\]"),
+        (dict(q=q[0]), r"q must have shape \[\.\.\., L, d\], got \(8,\)"),
+        (dict(q=q.tolist()), "q must be a torch.Tensor, got list"),
         (dict(q=q[:, :4]), "must share d"),
         (dict(v=v[:5]), "must share M"),
         (dict(q=nan_q), "q contains NaN"),
@@ -238,11 +239,12 @@ def _bad_calls():
         (dict(token_modality=mod[:5]), r"token_modality must be an integer tensor of shape \[M=6\]"),
         (dict(token_modality=mod.float()), "integer modality ids"),
         (dict(token_modality=mod - 1), ">= 0"),
-        (dict(zone_weights=w[:5]), r"zone_weights must have shape \[N=7, Z\]"),
+        (dict(zone_weights=w[:5]), r"zone_weights must have shape \[N, Z\] with N = 7, got \(5, 3\); one row per"),
         (dict(zone_weights=w_bad), "rows must sum to 1"),
         (dict(zone_weights=w_neg), "non-negative"),
         (dict(zone_weights=w[:, 0]), r"\[N, Z\]"),
-        (dict(bias_table=torch.zeros(2, 3)), r"one row per zone"),
+        (dict(bias_table=torch.zeros(2, 3)), r"bias_table must have shape \[Z, n_modalities\] with Z = 3, got"),
+        (dict(bias_table=torch.zeros(2, 3)), r"; one row per zone"),
         (dict(bias_table=torch.zeros(3, 2)), "modality columns"),
         (dict(bias_table=B_nan), "bias_table contains NaN"),
         (dict(bias_table=B_inf), r"\+inf"),
@@ -332,8 +334,8 @@ def test_hard_mask_isolates_upper_zone_from_audio():
     # the implicit baseline entangles: every Gaussian hears the audio
     base = ImplicitFusion(d_model=16, d_audio=12, d_au=5)
     with torch.no_grad():
-        g1, _ = base(means, w, audio, aus)
-        g2, _ = base(means, w, audio + torch.randn_like(audio), aus)
+        g1, _ = base(means, audio, aus)
+        g2, _ = base(means, audio + torch.randn_like(audio), aus)
     assert float((g1 - g2).abs().amax(-1).min()) > 0
 
 
@@ -350,15 +352,31 @@ def test_anatomical_prior_routes_aus_within_zones():
     assert float(au[:, labels == 1, i26].mean()) > 5 * float(au[:, labels == 1, i01].mean())
 
 
-def test_null_token_starts_silent_and_modules_swap():
+def test_null_token_starts_silent_and_both_fusions_share_sizes():
     torch.manual_seed(0)
-    inputs = _module_inputs()
-    for cls in (SZPAB, ImplicitFusion):
-        m = cls(d_model=16, n_zones=3, d_audio=12, d_au=5, n_freqs=4)
-        f, a = m(*inputs)
-        assert f.shape == (2, 40, 16)
-        assert (a is None) == (cls is ImplicitFusion)
+    means, w, audio, aus = _module_inputs()
+    sizes = dict(d_model=16, d_audio=12, d_au=5, n_freqs=4)
+    f, a = SZPAB(n_zones=3, **sizes)(means, w, audio, aus)
+    g, none = ImplicitFusion(**sizes)(means, audio, aus)  # the baseline takes no zones
+    assert f.shape == g.shape == (2, 40, 16)
+    assert a.shape == (2, 40, 6 + 17 + 1) and none is None
     assert float(SZPAB(d_model=16, d_audio=12, d_au=5).null_v.detach().abs().sum()) == 0
+
+
+@pytest.mark.parametrize(
+    "kwargs", [dict(n_zones=3), dict(bias_mode="fixed"), dict(bias=DEFAULT_BIAS), dict(au_prior=None)]
+)
+def test_implicit_fusion_refuses_zone_arguments(kwargs):
+    with pytest.raises(TypeError, match=f"unexpected keyword argument '{next(iter(kwargs))}'"):
+        ImplicitFusion(d_model=16, **kwargs)
+    with pytest.raises(TypeError, match="positional"):  # the old positional order (d_model, n_zones, d_audio, ...)
+        ImplicitFusion(16, 3, 12, 5)
+    means, w, audio, aus = _module_inputs()
+    base = ImplicitFusion(d_model=16, d_audio=12, d_au=5)
+    with pytest.raises(TypeError, match="positional"):  # zone_weights is not an argument of forward
+        base(means, w, audio, aus)
+    with pytest.raises(TypeError, match="zone_weights"):
+        base(means, zone_weights=w, audio_tokens=audio, au_tokens=aus)
 
 
 def test_large_n_runs():
@@ -378,12 +396,12 @@ def test_module_bad_inputs():
     nan_audio = audio.clone()
     nan_audio[0, 0, 0] = float("nan")
     cases = [
-        ((means[:, :2], w, audio, aus), r"canon_means must have shape \[N, 3\]"),
-        ((means, w[:, :2], audio, aus), "n_zones=3"),
-        ((means, w[:5], audio, aus), r"\[N=40"),
+        ((means[:, :2], w, audio, aus), r"canon_means must have shape \[N, 3\], got \(40, 2\)"),
+        ((means, w[:, :2], audio, aus), r"zone_weights must have shape \[N, n_zones\] with N = 40, n_zones = 3"),
+        ((means, w[:5], audio, aus), r"with N = 40, n_zones = 3, got \(5, 3\)"),
         ((means, w * 2, audio, aus), "sum to 1"),
-        ((means, w, audio[..., :3], aus), "d_audio=12"),
-        ((means, w, audio, aus[:, :16]), r"au_tokens must have shape \[B, 17, d_au=5\]"),
+        ((means, w, audio[..., :3], aus), r"audio_tokens must have shape \[B, n_a, d_audio\] with d_audio = 12"),
+        ((means, w, audio, aus[:, :16]), r"au_tokens must have shape \[B, 17, d_au\] with d_au = 5"),
         ((means, w, audio[:1], aus), "batch size"),
         ((means, w, audio[:, :0], aus), "no tokens"),
         ((means, w, nan_audio, aus), "audio_tokens contains NaN"),
@@ -391,18 +409,20 @@ def test_module_bad_inputs():
     for args, match in cases:
         with pytest.raises(ValueError, match=match):
             m(*args)
-    for args, match in cases[:1] + cases[2:3] + cases[4:]:
+    for args, match in cases[:1] + cases[4:]:  # the baseline's own inputs: all but the zone weights
         with pytest.raises(ValueError, match=match):
-            base(*args)
+            base(args[0], *args[2:])
+    with pytest.raises(ValueError, match="canon_means must be a torch.Tensor, got list"):
+        base(means.tolist(), audio, aus)
     with pytest.raises(ValueError, match="bias_mode"):
         SZPAB(bias_mode="soft")
     with pytest.raises(ValueError, match="au_prior must be None"):
         SZPAB(au_prior="facs")
-    with pytest.raises(ValueError, match="au_prior must have shape"):
+    with pytest.raises(ValueError, match=r"au_prior must have shape \[n_zones, n_au\] with n_zones = 3, n_au = 17"):
         SZPAB(au_prior=torch.zeros(3, 5))
     with pytest.raises(ValueError, match="3 coarse zones"):
         SZPAB(n_zones=2, au_prior="anatomical")
-    with pytest.raises(ValueError, match=r"bias table must have shape \[n_zones=3, 3\]"):
+    with pytest.raises(ValueError, match=r"bias table must have shape \[n_zones, 3\] with n_zones = 3, got \(2, 3\)"):
         m.set_bias(torch.zeros(2, 3))
     with pytest.raises(ValueError, match="NaN"):
         m.set_bias(torch.full((3, 3), float("nan")))

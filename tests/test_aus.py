@@ -1,19 +1,19 @@
-"""Tests for emozone_lite.aus: FACS table, AUTrack, OpenFace CSV I/O, authoring."""
+"""Tests for emozone_lite.aus: FACS table, AUTrack, authoring (OpenFace CSV I/O: test_openface.py)."""
 from __future__ import annotations
 
-import csv
-
+import hypothesis.extra.numpy as hnp
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from emozone_lite import aus
+from emozone_lite import aus, openface
 from emozone_lite.aus import (
     AU_NAMES,
     FACS,
     LOWER_AUS,
     N_AUS,
-    OPENFACE_COLUMNS,
     PRESETS,
     UPPER_AUS,
     AUTrack,
@@ -22,8 +22,6 @@ from emozone_lite.aus import (
     fill_failed_frames,
     from_keyframes,
     preset,
-    read_openface_csv,
-    write_openface_csv,
 )
 
 
@@ -179,152 +177,6 @@ def test_fill_failed_frames():
         fill_failed_frames(v, np.zeros(5, bool))
 
 
-# -------------------------------------------------------------- OpenFace CSV
-def test_openface_columns_layout():
-    cols = OPENFACE_COLUMNS
-    # 5 + gaze 8 + eye lmk 5*56 + pose 6 + 2D 2*68 + 3D 3*68 + PDM 6+34 + AU_r 17 + AU_c 18
-    assert len(cols) == 714 == 5 + 8 + 280 + 6 + 136 + 204 + 40 + 17 + 18
-    assert len(set(cols)) == len(cols)
-    assert cols[:5] == ("frame", "face_id", "timestamp", "confidence", "success")
-    assert cols[5] == "gaze_0_x" and cols[12] == "gaze_angle_y" and cols[13] == "eye_lmk_x_0"
-    assert cols[cols.index("eye_lmk_Z_55") + 1] == "pose_Tx"
-    assert cols[cols.index("pose_Rz") + 1] == "x_0"
-    assert cols[cols.index("Z_67") + 1] == "p_scale" and cols[cols.index("p_ty") + 1] == "p_0"
-    assert cols[cols.index("p_33") + 1] == "AU01_r"
-    assert [c for c in cols if c.endswith("_r")] == [f"{a}_r" for a in AU_NAMES]
-    au_c = [c for c in cols if c.endswith("_c")]
-    assert len(au_c) == 18 and "AU28_c" in au_c and au_c == sorted(au_c)
-    assert cols[-1] == "AU45_c"
-
-
-def test_openface_round_trip(tmp_path):
-    tr = AUTrack(np.round(_track(30, fps=30).values, 3), fps=30.0,
-                 confidence=np.full(30, 0.97), success=np.ones(30, bool))
-    p = tmp_path / "out.csv"
-    write_openface_csv(tr, p)
-    lines = p.read_text().splitlines()
-    assert len(lines) == 31
-    header = lines[0].split(", ")
-    assert len(header) == 714 and tuple(header) == OPENFACE_COLUMNS
-    assert lines[0].split(",")[1] == " face_id"  # OpenFace's leading-space headers
-    rows = list(csv.reader(lines[1:], skipinitialspace=True))
-    assert all(len(r) == 714 for r in rows)
-    assert rows[1][0] == "2" and float(rows[1][2]) == pytest.approx(1 / 30, abs=1e-3)
-    # presence columns follow intensity >= 1
-    j_r, j_c = header.index("AU12_r"), header.index("AU12_c")
-    assert all((float(r[j_r]) >= 1.0) == (r[j_c] == "1") for r in rows)
-    assert all(r[header.index("AU28_c")] == "0" for r in rows)
-    back = read_openface_csv(p)
-    assert back.fps == pytest.approx(30.0)
-    np.testing.assert_allclose(back.values, tr.values, atol=5e-4)
-    np.testing.assert_allclose(back.confidence, 0.97)
-    assert back.success.all()
-
-
-def test_write_is_atomic_and_type_checked(tmp_path):
-    p = tmp_path / "x.csv"
-    p.write_text("old")
-    with pytest.raises(TypeError, match="expected an AUTrack"):
-        write_openface_csv(np.zeros((3, 17)), p)
-    assert p.read_text() == "old"
-    assert [f.name for f in tmp_path.iterdir()] == ["x.csv"]  # no temp file left behind
-
-
-HAND_WRITTEN = """\
-frame, face_id, timestamp, confidence, success, gaze_0_x, AU01_r, AU02_r, AU04_r, AU05_r, AU06_r, AU07_r, AU09_r, AU10_r, AU12_r, AU14_r, AU15_r, AU17_r, AU20_r, AU23_r, AU25_r, AU26_r, AU45_r, AU01_c, AU45_c
-1, 0, 0.000, 0.98, 1, 0.1, 1.00, 0, 0, 0, 0, 0, 0, 0, 2.00, 0, 0, 0, 0, 0, 0, 0, 0.00, 1, 0
-2, 0, 0.040, 0.98, 1, 0.1, 2.00, 0, 0, 0, 0, 0, 0, 0, 2.00, 0, 0, 0, 0, 0, 0, 0, 0.00, 1, 0
-3, 0, 0.080, 0.00, 0, 0.0, 0.00, 0, 0, 0, 0, 0, 0, 0, 0.00, 0, 0, 0, 0, 0, 0, 0, 0.00, 0, 0
-
-4, 0, 0.120, 0.98, 1, 0.1, 4.00, 0, 0, 0, 0, 0, 0, 0, 2.00, 0, 0, 0, 0, 0, 0, 0, 3.00, 1, 1
-5, 0, 0.160, 0.30, 1, 0.1, 0.00, 0, 0, 0, 0, 0, 0, 0, 0.00, 0, 0, 0, 0, 0, 0, 0, 0.00, 0, 0
-"""
-
-
-def test_read_hand_written_openface_csv_interpolates_failed_frames(tmp_path):
-    p = tmp_path / "of.csv"
-    p.write_text(HAND_WRITTEN)
-    tr = read_openface_csv(p)
-    assert len(tr) == 5 and tr.fps == pytest.approx(25.0)
-    # frame 3 failed (success 0) → midpoint of frames 2 and 4; frame 5 low confidence → held
-    np.testing.assert_allclose(tr.au("AU01"), [1, 2, 3, 4, 4])
-    np.testing.assert_allclose(tr.au("AU12"), [2, 2, 2, 2, 2])
-    np.testing.assert_allclose(tr.au("AU45"), [0, 0, 1.5, 3, 3])
-    assert tr.success.tolist() == [True, True, False, True, False]
-    np.testing.assert_allclose(tr.confidence, [0.98, 0.98, 0.0, 0.98, 0.30])
-    # a stricter / looser confidence threshold changes what counts as failed
-    assert read_openface_csv(p, min_confidence=0.2).success.tolist() == [True, True, False, True, True]
-    assert read_openface_csv(p, fps=30).fps == 30
-
-
-def test_read_minimal_csv_without_spaces_and_missing_aus(tmp_path):
-    p = tmp_path / "min.csv"
-    p.write_text("frame,AU12_r,AU06_r\n1,1.5,0.5\n2,2.5,1.0\n")
-    with pytest.warns(UserWarning, match="no columns for AU01"):
-        tr = read_openface_csv(p)
-    assert tr.fps == 25.0 and len(tr) == 2
-    np.testing.assert_allclose(tr.au("AU12"), [1.5, 2.5])
-    np.testing.assert_allclose(tr.au("AU06"), [0.5, 1.0])
-    assert tr.values[:, au_index("AU01")].max() == 0
-
-
-def test_read_sorts_frames_and_selects_face(tmp_path):
-    p = tmp_path / "faces.csv"
-    p.write_text(
-        "frame, face_id, timestamp, success, AU12_r\n"
-        "2, 0, 0.04, 1, 2.0\n1, 0, 0.00, 1, 1.0\n1, 1, 0.00, 1, 4.0\n2, 1, 0.04, 1, 5.0\n"
-    )
-    with pytest.raises(ValueError, match="tracks 2 faces.*face_id="):
-        read_openface_csv(p)
-    with pytest.warns(UserWarning):
-        tr0 = read_openface_csv(p, face_id=0)
-        tr1 = read_openface_csv(p, face_id=1)
-    np.testing.assert_allclose(tr0.au("AU12"), [1, 2])
-    np.testing.assert_allclose(tr1.au("AU12"), [4, 5])
-    with pytest.raises(ValueError, match="no rows with face_id 7"):
-        read_openface_csv(p, face_id=7)
-
-
-def test_read_nan_cells_are_interpolated_with_warning(tmp_path):
-    p = tmp_path / "nan.csv"
-    cols = ", ".join(f"{a}_r" for a in AU_NAMES)
-    row = lambda x: ", ".join([x] * 17)  # noqa: E731
-    p.write_text(f"frame, success, {cols}\n1, 1, {row('1.0')}\n2, 1, {row('nan')}\n3, 1, {row('3.0')}\n")
-    with pytest.warns(UserWarning, match="1 frame"):
-        tr = read_openface_csv(p)
-    np.testing.assert_allclose(tr.values[1], 2.0)
-    assert tr.success.tolist() == [True, False, True]
-
-
-@pytest.mark.filterwarnings("ignore:.*no columns for:UserWarning")
-@pytest.mark.parametrize(
-    "text, match",
-    [
-        ("frame, timestamp, confidence\n1, 0, 1\n", r"AU CSV has no AU\*_r columns; expected OpenFace 2.x output"),
-        ("", "empty"),
-        ("frame, AU01_r\n", "no data rows"),
-        ("frame, AU01_r, AU02_r\n1, 0.5, 0.5\n2, 0.5\n", "line 3: 2 fields but the header has 3"),
-        ("frame, AU01_r\n1, 0.5\n2, abc\n", r"line 3, column 'AU01_r': 'abc' is not a number"),
-        ("frame, success, AU01_r\n1, 0, 0.5\n2, 0, 0.5\n", "no successfully tracked frame"),
-    ],
-)
-def test_read_bad_csv(tmp_path, text, match):
-    p = tmp_path / "bad.csv"
-    p.write_text(text)
-    with pytest.raises(ValueError, match=match):
-        read_openface_csv(p)
-
-
-def test_read_out_of_range_clamped_or_strict(tmp_path):
-    p = tmp_path / "range.csv"
-    p.write_text("frame, AU01_r\n1, 6.0\n2, -1.0\n")
-    with pytest.warns(UserWarning):
-        tr = read_openface_csv(p)
-    np.testing.assert_allclose(tr.au("AU01"), [5.0, 0.0])
-    with pytest.raises(ValueError, match="outside"), pytest.warns(UserWarning, match="no columns"):
-        read_openface_csv(p, strict=True)
-
-
 # ---------------------------------------------------------------- authoring
 def test_presets_are_emfacs_prototypes():
     assert set(PRESETS) == {"neutral", "happy", "surprise", "anger", "sadness", "fear", "disgust", "contempt"}
@@ -408,5 +260,76 @@ def test_blink_track_seeded_and_natural():
 
 def test_module_exports_exist():
     for name in ("AU_NAMES", "N_AUS", "FACS", "UPPER_AUS", "LOWER_AUS", "AUTrack", "read_openface_csv",
-                 "write_openface_csv", "PRESETS", "preset", "from_keyframes", "blink_track"):
-        assert hasattr(aus, name)
+                 "write_openface_csv", "PRESETS", "preset", "from_keyframes", "blink_track", "fill_failed_frames"):
+        assert hasattr(aus, name), name
+
+
+def test_openface_names_are_re_exported_from_aus():
+    # the CSV I/O moved to emozone_lite.openface; the old names are the same objects
+    for name in openface.__all__:
+        assert getattr(aus, name) is getattr(openface, name), name
+        assert name in dir(aus)
+    from emozone_lite.aus import OPENFACE_COLUMNS, read_openface_csv, write_openface_csv  # noqa: F401
+
+    assert openface.fill_failed_frames is aus.fill_failed_frames  # one gap filler, in aus
+    with pytest.raises(AttributeError, match="has no attribute 'read_csv'"):
+        aus.read_csv  # noqa: B018
+
+
+# ------------------------------------------------------------------ properties
+def _tracks(min_T=1, max_T=40):
+    """AUTracks with random values in [0, 5], fps, and optional confidence / success."""
+
+    @st.composite
+    def build(draw):
+        T = draw(st.integers(min_T, max_T))
+        values = draw(hnp.arrays(np.float32, (T, N_AUS), elements=st.floats(0, 5, width=32)))
+        fps = draw(st.floats(1.0, 120.0))
+        conf = draw(st.none() | hnp.arrays(np.float32, (T,), elements=st.floats(0, 1, width=32)))
+        succ = draw(st.none() | hnp.arrays(np.bool_, (T,)))
+        return AUTrack(values, fps=fps, confidence=conf, success=succ)
+
+    return build()
+
+
+def _same(a: AUTrack, b: AUTrack) -> None:
+    assert len(a) == len(b) and a.fps == b.fps
+    np.testing.assert_array_equal(a.values, b.values)
+    for x, y in ((a.confidence, b.confidence), (a.success, b.success)):
+        assert (x is None) == (y is None)
+        if x is not None:
+            np.testing.assert_array_equal(x, y)
+
+
+@settings(max_examples=40, deadline=None)
+@given(tr=_tracks(min_T=2), data=st.data())
+def test_slices_concatenate_back_to_the_track(tr, data):
+    k = data.draw(st.integers(1, len(tr) - 1))
+    _same(AUTrack.concatenate([tr[:k], tr[k:]]), tr)
+    _same(tr[:k] + tr[k:], tr)
+    _same(tr[:], tr)
+    np.testing.assert_array_equal(tr[k], tr.values[k])
+
+
+@settings(max_examples=40, deadline=None)
+@given(tr=_tracks())
+def test_resample_to_the_same_rate_and_identity_ops_keep_values(tr):
+    _same(tr.resample(tr.fps), tr)
+    _same(tr.resample(n_frames=len(tr)), tr)
+    _same(tr.smooth(0), tr)
+    _same(tr.with_au("AU12", tr.au("AU12")), tr)
+    up = tr.resample(2 * tr.fps)  # twice the rate: every old frame is still there
+    assert len(up) == 2 * len(tr) and up.fps == 2 * tr.fps
+    np.testing.assert_allclose(up.values[::2], tr.values, atol=1e-6, rtol=0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(values=hnp.arrays(np.float64, st.tuples(st.integers(1, 20), st.integers(1, 4)),
+                         elements=st.floats(-10, 10)), data=st.data())
+def test_fill_failed_frames_keeps_good_rows_and_stays_between_neighbours(values, data):
+    ok = data.draw(hnp.arrays(np.bool_, (len(values),)).filter(lambda m: m.any()))
+    out = fill_failed_frames(values, ok)
+    assert out.dtype == np.float32 and out.shape == values.shape and np.isfinite(out).all()
+    np.testing.assert_array_equal(out[ok], values[ok].astype(np.float32))
+    lo, hi = values[ok].min(0), values[ok].max(0)  # interpolation and held edges never leave the good range
+    assert (out >= lo.astype(np.float32)).all() and (out <= hi.astype(np.float32)).all()

@@ -160,15 +160,17 @@ def test_batched_equals_unbatched():
 def test_bad_inputs_raise_clear_errors():
     field = DeformationField(feat_dim=4)
     means = torch.randn(10, 3)
-    with pytest.raises(ValueError, match="canon_means must have shape"):
+    with pytest.raises(ValueError, match=r"canon_means must have shape \[N, 3\], got \(10, 2\)"):
         field(torch.randn(10, 4), torch.randn(10, 2))
+    with pytest.raises(ValueError, match=r"canon_means must be a torch.Tensor \[N, 3\], got list"):
+        field(torch.randn(10, 4), means.tolist())
     with pytest.raises(ValueError, match="features must have shape"):
         field(torch.randn(2, 2, 10, 4), means)
     with pytest.raises(ValueError, match="feat_dim"):
         field(torch.randn(10, 5), means)
     with pytest.raises(ValueError, match="must match"):
         field(torch.randn(2, 9, 4), means)
-    with pytest.raises(ValueError, match="NaN"):
+    with pytest.raises(ValueError, match="features contains NaN or inf; check the upstream features"):
         field(torch.full((10, 4), float("nan")), means)
     bad = means.clone()
     bad[3, 1] = float("nan")
@@ -176,16 +178,16 @@ def test_bad_inputs_raise_clear_errors():
         field(torch.randn(10, 4), bad)
     with pytest.raises(ValueError, match="features is None"):
         field(None, means)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="feat_dim must be >= 0, got -1"):
         DeformationField(feat_dim=-1)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="hidden and n_layers must be >= 1"):
         DeformationField(feat_dim=3, n_layers=0)
 
     m, q, s = _cloud(10)
     d = field(torch.randn(10, 4), means)
     with pytest.raises(ValueError, match="share N"):
         apply_deformation((m, q[:9], s), d)
-    with pytest.raises(ValueError, match="quats must have shape"):
+    with pytest.raises(ValueError, match=r"quats must have shape \[N, 4\], got \(10, 3\)"):
         apply_deformation((m, q[:, :3], s), d)
     with pytest.raises(ValueError, match="match N"):
         apply_deformation(_cloud(11), d)

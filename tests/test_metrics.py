@@ -135,6 +135,15 @@ def test_image_bad_inputs():
         M.psnr(a, a, reduction="sum")
     with pytest.raises(ValueError, match=r"\[H, W\]"):
         M.psnr(np.zeros(5), np.zeros(5))
+    with pytest.raises(ValueError, match="img must be a tensor or an array of numbers, got str"):
+        M.psnr("image.png", a)
+
+
+def test_arrays_are_compared_in_double_precision():
+    a = np.full((4, 4, 3), 0.5)
+    b = a + 1e-9  # below float32 resolution at 0.5: rounding to float32 first would give MSE 0, PSNR inf
+    assert M.psnr(a, b) == pytest.approx(10 * np.log10(1 / 1e-18))
+    assert M.aue(np.full((2, 17), 1.0), np.full((2, 17), 1.0 + 1e-9)) == pytest.approx(1e-18)
 
 
 # --------------------------------------------------------------------------- LMD
@@ -282,6 +291,8 @@ def test_lip_sync_bad_inputs():
         M.lip_sync_corr(np.zeros(0), np.zeros(0))
     with pytest.raises(ValueError, match="1-D"):
         M.lip_sync_corr(np.zeros((4, 2)), np.zeros((4, 2)))
+    with pytest.raises(ValueError, match="gt_open contains NaN or inf"):
+        M.lip_sync_corr(np.arange(4.0), np.array([0.0, np.nan, 1.0, 2.0]))
     with pytest.raises(ValueError, match=r"\[T, 468, 2 or 3\]"):
         M.mouth_opening(np.zeros((4, 68, 2)))
     with pytest.raises(ValueError, match="inter-ocular"):

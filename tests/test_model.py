@@ -33,6 +33,25 @@ def test_new_model_is_identity_and_shapes(head, fusion, temporal):
     assert (st.weights is None) == (fusion == "implicit")
 
 
+@pytest.mark.parametrize("fusion", ["szpab", "implicit", "attention"])
+def test_fuse_gives_zones_to_szpab_only_and_checkpoints_keep_their_keys(head, fusion):
+    torch.manual_seed(0)
+    m = EmoZoneLite(ModelConfig(fusion=fusion, n_gaussians=200, d_model=16, hidden=32), head)
+    a, u = m.encode(*_inputs(6))
+    f, w = m.fuse(a[:2], u[:2])
+    assert f.shape == (2, 200, 16) and (w is None) == (fusion == "implicit")
+    if fusion != "implicit":  # SZ-PAB reads the model's zone memberships
+        torch.testing.assert_close(f, m.fusion(m.means, m.zone_weights, a[:2], u[:2])[0])
+    # the state dict (what a checkpoint stores) is what it was before the baseline lost its zone arguments
+    sd = m.state_dict()
+    assert sd["zone_weights"].shape == (200, 1 if fusion == "attention" else 3)
+    if fusion == "implicit":
+        assert sorted(k for k in sd if k.startswith("fusion.")) == [
+            "fusion.in_cond.weight", "fusion.in_pos.bias", "fusion.in_pos.weight",
+            "fusion.trunk.1.bias", "fusion.trunk.1.weight", "fusion.trunk.3.bias", "fusion.trunk.3.weight",
+        ]
+
+
 def test_gradients_reach_every_trainable_part(head):
     torch.manual_seed(0)
     m = EmoZoneLite(ModelConfig(n_gaussians=300), head)
@@ -76,13 +95,13 @@ def test_bad_inputs(head):
     mel, en, aus = _inputs(10)
     with pytest.raises(ValueError, match="resample the AUs"):
         m.encode(mel, en, aus[:7])
-    with pytest.raises(ValueError, match=r"aus must have shape \[T, 17\]"):
+    with pytest.raises(ValueError, match=r"aus must have shape \[T, 17\], got \(10, 16\)"):
         m.encode(mel, en, aus[:, :16])
-    with pytest.raises(ValueError, match="NaN"):
+    with pytest.raises(ValueError, match="aus contains NaN or inf"):
         m.encode(mel, en, torch.full_like(aus, float("nan")))
     with pytest.raises(ValueError, match="mel_windows"):
         m.encode(mel[..., :40], en, aus)
-    with pytest.raises(ValueError, match="energy"):
+    with pytest.raises(ValueError, match=r"energy must have shape \[T\] with T = 10, got \(3,\)"):
         m.encode(mel, en[:3], aus)
     with pytest.raises(ValueError, match="fusion"):
         ModelConfig(fusion="concat")

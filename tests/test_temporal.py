@@ -155,8 +155,11 @@ def test_window_longer_than_track_is_edge_padded():
 def test_sliding_windows_batched_and_numpy():
     tr = np.random.default_rng(0).random((2, 20, 4))
     w = sliding_windows(tr, 8)
-    assert w.shape == (2, 20, 4, 8)
+    assert w.shape == (2, 20, 4, 8) and w.dtype == torch.float64  # float64 arrays keep their precision
     torch.testing.assert_close(w[1], sliding_windows(torch.as_tensor(tr[1]), 8))
+    assert sliding_windows(tr.astype(np.float32), 8).dtype == torch.float32
+    assert sliding_windows(tr[0].tolist(), 8).dtype == torch.float64  # like np.asarray of the list
+    assert sliding_windows(np.arange(6).reshape(3, 2), 4).dtype == torch.float32  # integers → float32
 
 
 def test_sliding_windows_bad_inputs():
@@ -174,6 +177,8 @@ def test_sliding_windows_bad_inputs():
         sliding_windows(torch.zeros(10, 3), 8, pad="reflect")
     with pytest.raises(ValueError, match="window"):
         sliding_windows(torch.zeros(10, 3), 0)
+    with pytest.raises(ValueError, match="track must be a tensor or an array of numbers, got list"):
+        sliding_windows([[0.0, 1.0], [2.0]], 4)  # ragged
 
 
 # --------------------------------------------------------------------------- shapes
@@ -336,8 +341,12 @@ def test_model_bad_inputs():
         enc(x)
     with pytest.raises(ValueError, match=r"frame 3, channel 16"):
         PerFrameAUEncoder()(x)
-    with pytest.raises(ValueError, match=r"\[N, 17, 32\]"):
+    with pytest.raises(ValueError, match=r"windows must have shape \[N, 17, 32\], got \(4, 17, 16\); axes are"):
         enc.encode_windows(torch.zeros(4, 17, 16))
+    with pytest.raises(ValueError, match=r"windows must be a tensor \[N, 17, 32\], got ndarray"):
+        enc.encode_windows(np.zeros((4, 17, 32)))
+    with pytest.raises(ValueError, match="au_track must be a tensor or an array of numbers, got str"):
+        enc("not a track")
     w = torch.zeros(2, 17, 32)
     w[1, 4, 9] = float("inf")
     with pytest.raises(ValueError, match=r"window 1, channel 4 \(AU06\), position 9"):

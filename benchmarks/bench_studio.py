@@ -26,8 +26,10 @@ import random
 import statistics
 import time
 
-# like `make`: idle OpenMP threads of torch must not spin against numba's renderer threads
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# the toolkit's thread policy, applied before torch is imported (as the CLI does)
+from emozone_lite.threads import configure_threads
+
+configure_threads()
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -50,7 +52,7 @@ def main(argv: list[str] | None = None) -> dict:
                         "train.pretrained() (cached; trains first if missing; EMOZONE_FAST=1 picks the fast run)")
     p.add_argument("--audio", default="arctic_a0007.wav")
     p.add_argument("--threads", type=int, default=1,
-                   help="threads the studio computes with (Studio(threads=...)); 0 = leave the process settings")
+                   help="threads for torch and numba (Studio(threads=...), set once for the process); 0 = leave them")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
     if a.n < 20:
@@ -79,7 +81,8 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"model: {model.config.name}, {model.n_gaussians} Gaussians; render {a.size}x{a.size}")
     tic = time.perf_counter()
     studio = expression_studio(size=a.size, studio=Studio(model, a.audio, threads=a.threads or None))
-    print(f"studio computes with threads={studio.studio.threads} (torch and numba, restored after each update)")
+    print(f"studio computes with threads={studio.studio.threads or 'unchanged'} (torch {torch.get_num_threads()}, "
+          f"numba {numba.get_num_threads()}; set once, not per update)")
     print(f"studio built in {time.perf_counter() - tic:.1f} s (encode the clip once, warm-up render); "
           f"continuous_update={studio.continuous_update}")
 
@@ -148,7 +151,7 @@ def main(argv: list[str] | None = None) -> dict:
         u = [None]
         parts["AU tokens"].append(_timed(lambda: u.__setitem__(0, st.au_tokens_at(t, aus))))
         stt = [None]
-        with torch.no_grad(), st.compute_threads():
+        with torch.no_grad():
             parts["deform"].append(_timed(lambda: stt.__setitem__(0, model.deform(st.audio_tokens[t : t + 1], u[0][None]))))
         img = [None]
         parts["render"].append(_timed(lambda: img.__setitem__(0, st.render_state(stt[0], 0.0, a.size))))

@@ -152,13 +152,28 @@ def test_bias_call_leaves_the_model_unchanged(studio, plain_model):
     assert m_b[0, 0] > m_default[0, 0] + 0.3  # upper zone now listens to audio
 
 
-def test_compute_threads_are_restored(studio):
+def test_rendering_leaves_thread_counts_alone(studio):
     import numba
 
     n_t, n_n = torch.get_num_threads(), numba.get_num_threads()
     studio.clear_cache()
     studio.render_frame(7, yaw=5.0, size=SIZE)
+    studio.render_frame(7, np.full(17, 1.0, np.float32), yaw=5.0, size=SIZE)
     assert (torch.get_num_threads(), numba.get_num_threads()) == (n_t, n_n)
+
+
+def test_studio_threads_set_the_policy_once(plain_model):
+    import numba
+
+    n_t, n_n = torch.get_num_threads(), numba.get_num_threads()
+    try:
+        st = Studio(plain_model, "arctic_a0007.wav", threads=1)
+        assert (torch.get_num_threads(), numba.get_num_threads()) == (1, 1)
+        st.render_frame(3, size=SIZE)
+        assert (torch.get_num_threads(), numba.get_num_threads()) == (1, 1), "a render must not flip the counts"
+    finally:
+        torch.set_num_threads(n_t)
+        numba.set_num_threads(n_n)
 
 
 def test_base_track_options(plain_model):
@@ -376,5 +391,7 @@ def test_au01_raises_the_brows_and_leaves_the_lips(trained_model):
 def test_docstring_examples():
     import doctest
 
-    failures, tried = doctest.testmod(widgets, optionflags=doctest.ELLIPSIS)
+    from emozone_lite import studio as studio_mod
+
+    failures, tried = doctest.testmod(studio_mod, optionflags=doctest.ELLIPSIS)
     assert tried > 0 and failures == 0

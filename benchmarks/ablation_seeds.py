@@ -12,6 +12,7 @@ ablation for every seed and prints, on the held-out utterance, each metric per s
 with its mean and standard deviation, and how often each part of the paper's claim
 (``train.claim_check``) held. Full budget: about 2 minutes per seed on 2 cores.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from emozone_lite.threads import configure_threads  # noqa: E402
+from emozone_lite.threads import configure_threads
 
 configure_threads()  # the toolkit's thread policy, before torch loads OpenMP
 from emozone_lite import train as T  # noqa: E402
@@ -35,8 +36,10 @@ METRICS = ("psnr", "aue_upper", "motion_upper", "jitter_upper_lmk", "lip_sync")
 def heldout(report: dict) -> dict[str, dict[str, float]]:
     """Per run, the metrics on the held-out utterance (``None`` in the JSON → NaN)."""
     key = T.heldout_split(report["results"])
-    return {run: {m: math.nan if r[key].get(m) is None else float(r[key][m]) for m in METRICS}
-            for run, r in report["results"].items()}
+    return {
+        run: {m: math.nan if r[key].get(m) is None else float(r[key][m]) for m in METRICS}
+        for run, r in report["results"].items()
+    }
 
 
 def main(argv=None) -> int:
@@ -53,8 +56,11 @@ def main(argv=None) -> int:
         report = T.cached_ablation(cfg, progress=False)
         rows[seed] = heldout(report)
         claims[seed] = report["claim"]  # train.claim_check on these rows, stored by run_ablation
-        print(f"seed {seed}: {time.perf_counter() - t0:.0f} s, claim "
-              f"{'holds' if claims[seed]['holds'] else 'does not hold'}", flush=True)
+        print(
+            f"seed {seed}: {time.perf_counter() - t0:.0f} s, claim "
+            f"{'holds' if claims[seed]['holds'] else 'does not hold'}",
+            flush=True,
+        )
 
     runs = list(rows[args.seeds[0]])
     print(f"\nheld-out utterance, {cfg.steps} steps, {cfg.image_size} px; per seed, then mean and sd")

@@ -13,6 +13,7 @@ cpu forward ≤ 50 ms, forward + backward ≤ 150 ms, ≥ 10× faster than torch
 The CPU time of the process is printed beside the wall time: on a machine shared
 with other jobs the two differ, and the load average tells how busy it was.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -106,16 +107,20 @@ def main(argv=None) -> int:
     torch_reps, torch_warmup = (1, 0) if args.quick else (3, 1)
     cores = os.cpu_count()
     affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else cores
-    print(f"cores: {cores} (usable: {affinity}); torch threads: {torch.get_num_threads()}; "
-          f"numba threads: {numba.get_num_threads()}; OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}")
+    print(
+        f"cores: {cores} (usable: {affinity}); torch threads: {torch.get_num_threads()}; "
+        f"numba threads: {numba.get_num_threads()}; OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}"
+    )
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     bench(2_000, "cpu", 1, 1, size=64)  # compile / load the numba kernels outside the timings
     print(f"numba threading layer: {numba.threading_layer()}")
     mode = "quick" if args.quick else "full"
-    print(f"mode: {mode}; cpu: {cpu_warmup} warm-up + {cpu_reps} reps, torch: {torch_warmup} warm-up + "
-          f"{torch_reps} reps; 256x256, 1 camera, RGB; times are medians, 'cpu ms' is process CPU time\n")
+    print(
+        f"mode: {mode}; cpu: {cpu_warmup} warm-up + {cpu_reps} reps, torch: {torch_warmup} warm-up + "
+        f"{torch_reps} reps; 256x256, 1 camera, RGB; times are medians, 'cpu ms' is process CPU time\n"
+    )
 
-    header = (f"{'N':>7} | {'backend':7} | {'fwd ms':>8} {'(cpu ms)':>9} | {'fwd+bwd ms':>10} {'(cpu ms)':>9}")
+    header = f"{'N':>7} | {'backend':7} | {'fwd ms':>8} {'(cpu ms)':>9} | {'fwd+bwd ms':>10} {'(cpu ms)':>9}"
     print(header)
     print("-" * len(header))
     results: dict[tuple[int, str], dict[str, tuple[float, float]]] = {}
@@ -128,22 +133,32 @@ def main(argv=None) -> int:
             if r is None:
                 print(f"{n:>7} | {backend:7} | {'skipped (--quick)':>41}")
                 continue
-            print(f"{n:>7} | {backend:7} | {r['fwd'][0]:8.1f} {r['fwd'][1]:9.1f} | "
-                  f"{r['fwd+bwd'][0]:10.1f} {r['fwd+bwd'][1]:9.1f}")
+            print(
+                f"{n:>7} | {backend:7} | {r['fwd'][0]:8.1f} {r['fwd'][1]:9.1f} | "
+                f"{r['fwd+bwd'][0]:10.1f} {r['fwd+bwd'][1]:9.1f}"
+            )
         if (n, "torch") in results:
             c, t = results[(n, "cpu")], results[(n, "torch")]
-            print(f"{n:>7} | speed-up| {t['fwd'][0] / c['fwd'][0]:7.1f}x {'':9} | "
-                  f"{t['fwd+bwd'][0] / c['fwd+bwd'][0]:9.1f}x")
+            print(
+                f"{n:>7} | speed-up| {t['fwd'][0] / c['fwd'][0]:7.1f}x {'':9} | "
+                f"{t['fwd+bwd'][0] / c['fwd+bwd'][0]:9.1f}x"
+            )
     print(f"\nload average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
     c, t = results[(TARGET_N, "cpu")], results[(TARGET_N, "torch")]
     speedup = min(t["fwd"][0] / c["fwd"][0], t["fwd+bwd"][0] / c["fwd+bwd"][0])
     checks = [
         (f"cpu forward at {TARGET_N // 1000}k <= {TARGET_FWD_MS:.0f} ms", c["fwd"][0], c["fwd"][0] <= TARGET_FWD_MS),
-        (f"cpu forward+backward at {TARGET_N // 1000}k <= {TARGET_FWD_BWD_MS:.0f} ms", c["fwd+bwd"][0],
-         c["fwd+bwd"][0] <= TARGET_FWD_BWD_MS),
-        (f"cpu >= {TARGET_SPEEDUP:.0f}x faster than torch at {TARGET_N // 1000}k (both passes)", speedup,
-         speedup >= TARGET_SPEEDUP),
+        (
+            f"cpu forward+backward at {TARGET_N // 1000}k <= {TARGET_FWD_BWD_MS:.0f} ms",
+            c["fwd+bwd"][0],
+            c["fwd+bwd"][0] <= TARGET_FWD_BWD_MS,
+        ),
+        (
+            f"cpu >= {TARGET_SPEEDUP:.0f}x faster than torch at {TARGET_N // 1000}k (both passes)",
+            speedup,
+            speedup >= TARGET_SPEEDUP,
+        ),
     ]
     print("\ntargets:")
     for name, value, ok in checks:

@@ -18,6 +18,7 @@ The model's size (not its training) sets the cost, so the default ``--model untr
 (the default ``ModelConfig``) times the same work as a trained model without needing a
 checkpoint; ``--model pretrained`` uses ``train.pretrained()``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,22 +38,35 @@ import torch  # noqa: E402
 TARGET_MS = 100.0
 
 
-def _timed(fn) -> float:
+def _timed_call(fn, *args):
+    """``(milliseconds, result)`` of one call ``fn(*args)``."""
     tic = time.perf_counter()
-    fn()
-    return 1e3 * (time.perf_counter() - tic)
+    out = fn(*args)
+    return 1e3 * (time.perf_counter() - tic), out
+
+
+def _timed(fn, *args) -> float:
+    return _timed_call(fn, *args)[0]
 
 
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--size", type=int, default=256, help="render size in pixels")
     p.add_argument("--n", type=int, default=24, help="slider changes per kind (>= 20)")
-    p.add_argument("--model", choices=("pretrained", "untrained"), default="untrained",
-                   help="untrained (default): the default ModelConfig, no training needed; pretrained: "
-                        "train.pretrained() (cached; trains first if missing; EMOZONE_FAST=1 picks the fast run)")
+    p.add_argument(
+        "--model",
+        choices=("pretrained", "untrained"),
+        default="untrained",
+        help="untrained (default): the default ModelConfig, no training needed; pretrained: "
+        "train.pretrained() (cached; trains first if missing; EMOZONE_FAST=1 picks the fast run)",
+    )
     p.add_argument("--audio", default="arctic_a0007.wav")
-    p.add_argument("--threads", type=int, default=1,
-                   help="threads for torch and numba (Studio(threads=...), set once for the process); 0 = leave them")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="threads for torch and numba (Studio(threads=...), set once for the process); 0 = leave them",
+    )
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
     if a.n < 20:
@@ -75,16 +89,22 @@ def main(argv: list[str] | None = None) -> dict:
         torch.manual_seed(a.seed)
         model = EmoZoneLite(ModelConfig(), load_head()).eval()
 
-    print(f"cores: os.cpu_count()={os.cpu_count()}, torch threads={torch.get_num_threads()}, "
-          f"numba threads={numba.get_num_threads()}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}, "
-          f"load average={os.getloadavg()[0]:.1f}")
+    print(
+        f"cores: os.cpu_count()={os.cpu_count()}, torch threads={torch.get_num_threads()}, "
+        f"numba threads={numba.get_num_threads()}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}, "
+        f"load average={os.getloadavg()[0]:.1f}"
+    )
     print(f"model: {model.config.name}, {model.n_gaussians} Gaussians; render {a.size}x{a.size}")
     tic = time.perf_counter()
     studio = expression_studio(size=a.size, studio=Studio(model, a.audio, threads=a.threads or None))
-    print(f"studio computes with threads={studio.studio.threads or 'unchanged'} (torch {torch.get_num_threads()}, "
-          f"numba {numba.get_num_threads()}; set once, not per update)")
-    print(f"studio built in {time.perf_counter() - tic:.1f} s (encode the clip once, warm-up render); "
-          f"continuous_update={studio.continuous_update}")
+    print(
+        f"studio computes with threads={studio.studio.threads or 'unchanged'} (torch {torch.get_num_threads()}, "
+        f"numba {numba.get_num_threads()}; set once, not per update)"
+    )
+    print(
+        f"studio built in {time.perf_counter() - tic:.1f} s (encode the clip once, warm-up render); "
+        f"continuous_update={studio.continuous_update}"
+    )
 
     rng = random.Random(a.seed)
     T = studio.studio.n_frames
@@ -122,7 +142,7 @@ def main(argv: list[str] | None = None) -> dict:
     rng.shuffle(order)
     for k in order:
         before = studio.n_updates
-        ms = _timed(lambda: change(k))
+        ms = _timed(change, k)
         if studio.n_updates != before + 1:
             raise RuntimeError(f"a {k} change did not trigger exactly one update")
         times[k].append(ms)
@@ -148,15 +168,18 @@ def main(argv: list[str] | None = None) -> dict:
         aus = st.frame_aus(t)
         aus[i % 17] = 1.0 + (i % 7) * 0.5
         st.clear_cache()
-        u = [None]
-        parts["AU tokens"].append(_timed(lambda: u.__setitem__(0, st.au_tokens_at(t, aus))))
-        stt = [None]
+        ms, u = _timed_call(st.au_tokens_at, t, aus)
+        parts["AU tokens"].append(ms)
         with torch.no_grad():
-            parts["deform"].append(_timed(lambda: stt.__setitem__(0, model.deform(st.audio_tokens[t : t + 1], u[0][None]))))
-        img = [None]
-        parts["render"].append(_timed(lambda: img.__setitem__(0, st.render_state(stt[0], 0.0, a.size))))
-        parts["PNG"].append(_timed(lambda: png_bytes(img[0])))
-    print("\nbreakdown of an AU change (median ms): " + ", ".join(f"{k} {statistics.median(v):.1f}" for k, v in parts.items()))
+            ms, stt = _timed_call(model.deform, st.audio_tokens[t : t + 1], u[None])
+        parts["deform"].append(ms)
+        ms, img = _timed_call(st.render_state, stt, 0.0, a.size)
+        parts["render"].append(ms)
+        parts["PNG"].append(_timed(png_bytes, img))
+    print(
+        "\nbreakdown of an AU change (median ms): "
+        + ", ".join(f"{k} {statistics.median(v):.1f}" for k, v in parts.items())
+    )
     print(f"load average after: {os.getloadavg()[0]:.1f} (other processes share these cores)")
     return result
 

@@ -7,6 +7,7 @@ The work itself lives in :mod:`emozone_lite.demo`; this module parses arguments,
 the toolkit's thread policy (:func:`emozone_lite.threads.configure_threads`) before torch
 is imported, and turns bad input into a clear message and exit code 2.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,7 +17,9 @@ from .threads import configure_threads
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="emozone-lite", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="emozone-lite", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = p.add_subparsers(dest="cmd", required=True)
     d = sub.add_parser("demo", help="train on CPU, run the ablation, write outputs/demo.mp4 + metrics")
     d.add_argument("--fast", action="store_true", help="a quick run (fewer steps, smaller images); also EMOZONE_FAST=1")

@@ -26,6 +26,7 @@ only SZ-PAB takes zones (``n_zones``, ``bias_mode``, ``bias``, ``au_prior`` and 
     SZPAB(...)(canon_means, zone_weights, audio_tokens, au_tokens)
     ImplicitFusion(...)(canon_means, audio_tokens, au_tokens)
 """
+
 from __future__ import annotations
 
 import math
@@ -64,7 +65,7 @@ DEFAULT_BIAS: Tensor = torch.tensor(
     [
         [-3.0, 2.0, 0.0],  # upper:   AU
         [2.0, -2.0, 0.0],  # lower:   audio
-        [1.0, 1.0, 0.0],   # synergy: both
+        [1.0, 1.0, 0.0],  # synergy: both
     ]
 )
 
@@ -87,13 +88,17 @@ def _check_zone_weights(zone_weights: Tensor, n: int, atol: float = 1e-4) -> Non
         raise ValueError("zone_weights must be non-negative (soft memberships, e.g. zones.soft_membership)")
     if n and not torch.allclose(w.sum(1), torch.ones((), dtype=w.dtype, device=w.device).expand(n), atol=atol, rtol=0):
         err = float((w.sum(1) - 1).abs().max())
-        raise ValueError(f"zone_weights rows must sum to 1 (max deviation {err:.3g}); normalise them or use zones.soft_membership")
+        raise ValueError(
+            f"zone_weights rows must sum to 1 (max deviation {err:.3g}); normalise them or use zones.soft_membership"
+        )
 
 
 def _check_bias_table(bias_table: Tensor, n_zones: int, n_modalities: int | None = None) -> None:
     _check_tensor(bias_table, "bias_table", ("Z", "n_modalities"), "; one row per zone", Z=n_zones)
     if n_modalities is not None and bias_table.shape[1] < n_modalities:
-        raise ValueError(f"bias_table has {bias_table.shape[1]} modality columns but token_modality uses ids up to {n_modalities - 1}")
+        raise ValueError(
+            f"bias_table has {bias_table.shape[1]} modality columns but token_modality uses ids up to {n_modalities - 1}"
+        )
     b = bias_table.detach()
     if bool(torch.isnan(b).any()):
         raise ValueError("bias_table contains NaN")
@@ -103,9 +108,13 @@ def _check_bias_table(bias_table: Tensor, n_zones: int, n_modalities: int | None
 
 def _check_token_modality(token_modality: Tensor, m: int) -> int:
     if not isinstance(token_modality, Tensor) or token_modality.ndim != 1 or token_modality.shape[0] != m:
-        raise ValueError(f"token_modality must be an integer tensor of shape [M={m}] (one id per key), got {getattr(token_modality, 'shape', None)}")
+        raise ValueError(
+            f"token_modality must be an integer tensor of shape [M={m}] (one id per key), got {getattr(token_modality, 'shape', None)}"
+        )
     if token_modality.is_floating_point() or token_modality.dtype == torch.bool:
-        raise ValueError(f"token_modality must hold integer modality ids (0 audio, 1 AU, 2 null), got dtype {token_modality.dtype}")
+        raise ValueError(
+            f"token_modality must hold integer modality ids (0 audio, 1 AU, 2 null), got dtype {token_modality.dtype}"
+        )
     if m and int(token_modality.min()) < 0:
         raise ValueError(f"token_modality ids must be >= 0, got {int(token_modality.min())}")
     return int(token_modality.max()) + 1 if m else 0
@@ -130,7 +139,9 @@ def zone_modality_bias(zone_weights: Tensor, bias_table: Tensor, token_modality:
     Returns:
         ``[N, M]`` in the dtype of ``zone_weights``.
     """
-    table = bias_table.to(device=zone_weights.device, dtype=zone_weights.dtype)[:, token_modality.to(bias_table.device)]  # [Z, M]
+    table = bias_table.to(device=zone_weights.device, dtype=zone_weights.dtype)[
+        :, token_modality.to(bias_table.device)
+    ]  # [Z, M]
     neg_inf = torch.isneginf(table)
     if bool(neg_inf.any()):
         finite = torch.where(neg_inf, torch.zeros_like(table), table)
@@ -142,8 +153,15 @@ def zone_modality_bias(zone_weights: Tensor, bias_table: Tensor, token_modality:
 def _prior_term(au_prior: Tensor, zone_weights: Tensor, token_modality: Tensor, prior_on: str) -> Tensor:
     n, z = zone_weights.shape
     m = token_modality.shape[0]
-    if not isinstance(au_prior, Tensor) or au_prior.ndim != 2 or au_prior.shape[1] != m or au_prior.shape[0] not in (n, z):
-        raise ValueError(f"au_prior must have shape [N={n}, M={m}] (per query) or [Z={z}, M={m}] (per zone), got {getattr(au_prior, 'shape', None)}")
+    if (
+        not isinstance(au_prior, Tensor)
+        or au_prior.ndim != 2
+        or au_prior.shape[1] != m
+        or au_prior.shape[0] not in (n, z)
+    ):
+        raise ValueError(
+            f"au_prior must have shape [N={n}, M={m}] (per query) or [Z={z}, M={m}] (per zone), got {getattr(au_prior, 'shape', None)}"
+        )
     if prior_on not in ("auto", "query", "zone"):
         raise ValueError(f"prior_on must be 'auto', 'query' or 'zone', got {prior_on!r}")
     p = au_prior.detach()
@@ -155,7 +173,9 @@ def _prior_term(au_prior: Tensor, zone_weights: Tensor, token_modality: Tensor, 
     if prior_on == "query" and au_prior.shape[0] != n:
         raise ValueError(f"prior_on='query' needs au_prior of shape [N={n}, M={m}], got {tuple(au_prior.shape)}")
     is_au = (token_modality == AU).to(zone_weights.device)  # [M]
-    prior = torch.where(is_au, au_prior.to(zone_weights), torch.zeros((), dtype=zone_weights.dtype, device=zone_weights.device))
+    prior = torch.where(
+        is_au, au_prior.to(zone_weights), torch.zeros((), dtype=zone_weights.dtype, device=zone_weights.device)
+    )
     if per_zone:
         return zone_modality_bias(zone_weights, prior, torch.arange(m, device=prior.device))
     return prior
@@ -236,13 +256,19 @@ def sz_pab_attention(
                 raise ValueError(f"{name} must be floating point, got {t.dtype}")
             check_finite(t, name)
         if q.shape[-1] != k.shape[-1]:
-            raise ValueError(f"q [..., N, d] and k [..., M, d] must share d, got q {tuple(q.shape)} and k {tuple(k.shape)}")
+            raise ValueError(
+                f"q [..., N, d] and k [..., M, d] must share d, got q {tuple(q.shape)} and k {tuple(k.shape)}"
+            )
         if k.shape[-2] != v.shape[-2]:
-            raise ValueError(f"k [..., M, d] and v [..., M, d_v] must share M, got k {tuple(k.shape)} and v {tuple(v.shape)}")
+            raise ValueError(
+                f"k [..., M, d] and v [..., M, d_v] must share M, got k {tuple(k.shape)} and v {tuple(v.shape)}"
+            )
         try:
             torch.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
         except RuntimeError:
-            raise ValueError(f"leading (batch) dims of q {tuple(q.shape)}, k {tuple(k.shape)} and v {tuple(v.shape)} do not broadcast") from None
+            raise ValueError(
+                f"leading (batch) dims of q {tuple(q.shape)}, k {tuple(k.shape)} and v {tuple(v.shape)} do not broadcast"
+            ) from None
         n_mod = _check_token_modality(token_modality, k.shape[-2])
         _check_zone_weights(zone_weights, q.shape[-2])
         _check_bias_table(bias_table, zone_weights.shape[1], n_mod)
@@ -260,7 +286,9 @@ def sz_pab_attention(
             except RuntimeError:
                 ok = False
             if not ok:
-                raise ValueError(f"mask must broadcast to [..., N={q.shape[-2]}, M={k.shape[-2]}], got {tuple(mask.shape)}")
+                raise ValueError(
+                    f"mask must broadcast to [..., N={q.shape[-2]}, M={k.shape[-2]}], got {tuple(mask.shape)}"
+                )
         mask = mask.to(q.device)
         if mask.dtype == torch.bool:
             bias = bias.masked_fill(~mask, float("-inf"))
@@ -322,7 +350,9 @@ def modality_mass(weights: Tensor, token_modality: Tensor, n_modalities: int = l
 
 # --------------------------------------------------------------------------- modules
 def _mlp(d_in: int, hidden: int, d_out: int) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(d_in, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, d_out))
+    return nn.Sequential(
+        nn.Linear(d_in, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, d_out)
+    )
 
 
 def _check_sizes(n_freqs, **sizes) -> None:
@@ -340,7 +370,9 @@ def _check_token_inputs(mod: nn.Module, canon_means, audio_tokens, au_tokens) ->
     _check_tensor(audio_tokens, "audio_tokens", ("B", "n_a", "d_audio"), d_audio=mod.d_audio)
     _check_tensor(au_tokens, "au_tokens", ("B", mod.n_au, "d_au"), d_au=mod.d_au)
     if audio_tokens.shape[0] != au_tokens.shape[0]:
-        raise ValueError(f"audio_tokens and au_tokens must share the batch size B, got {audio_tokens.shape[0]} and {au_tokens.shape[0]}")
+        raise ValueError(
+            f"audio_tokens and au_tokens must share the batch size B, got {audio_tokens.shape[0]} and {au_tokens.shape[0]}"
+        )
     if audio_tokens.shape[1] < 1:
         raise ValueError("audio_tokens has no tokens (n_a = 0); give at least one")
     for name, t in (("canon_means", canon_means), ("audio_tokens", audio_tokens), ("au_tokens", au_tokens)):
@@ -414,7 +446,11 @@ class SZPAB(nn.Module):
         self.null_v = nn.Parameter(torch.zeros(self.d_model))
 
         if bias is None:
-            bias = DEFAULT_BIAS.clone() if self.n_zones == DEFAULT_BIAS.shape[0] else torch.zeros(self.n_zones, len(MODALITY_NAMES))
+            bias = (
+                DEFAULT_BIAS.clone()
+                if self.n_zones == DEFAULT_BIAS.shape[0]
+                else torch.zeros(self.n_zones, len(MODALITY_NAMES))
+            )
         bias = self._checked_table(bias)
         if bias_mode == "learnable":
             self.bias_table = nn.Parameter(bias)
@@ -425,8 +461,10 @@ class SZPAB(nn.Module):
             if au_prior != "anatomical":
                 raise ValueError(f"au_prior must be None, 'anatomical' or a [n_zones, n_au] tensor, got {au_prior!r}")
             if self.n_zones != 3 or self.n_au != 17:
-                raise ValueError("au_prior='anatomical' needs the 3 coarse zones and 17 AUs; pass a [n_zones, n_au] tensor instead")
-            from .zones import au_anatomical_prior  # noqa: PLC0415
+                raise ValueError(
+                    "au_prior='anatomical' needs the 3 coarse zones and 17 AUs; pass a [n_zones, n_au] tensor instead"
+                )
+            from .zones import au_anatomical_prior
 
             au_prior = au_anatomical_prior()
         if au_prior is not None:
@@ -469,7 +507,9 @@ class SZPAB(nn.Module):
         vn = self.null_v.expand(b, 1, self.d_model)
         return torch.cat([ka, ku, kn], dim=1), torch.cat([va, vu, vn], dim=1)
 
-    def forward(self, canon_means: Tensor, zone_weights: Tensor, audio_tokens: Tensor, au_tokens: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(
+        self, canon_means: Tensor, zone_weights: Tensor, audio_tokens: Tensor, au_tokens: Tensor
+    ) -> tuple[Tensor, Tensor]:
         n = _check_token_inputs(self, canon_means, audio_tokens, au_tokens)
         _check_tensor(zone_weights, "zone_weights", ("N", "n_zones"), N=n, n_zones=self.n_zones)
         _check_zone_weights(zone_weights, n)
@@ -536,7 +576,9 @@ class ImplicitFusion(nn.Module):
         # First layer split: W·[cond, PE(μ)] + b = W_c·cond + (W_p·PE(μ) + b) — no [B, N, ·] concat.
         self.in_cond = nn.Linear(self.d_audio + self.n_au * self.d_au, int(hidden), bias=False)
         self.in_pos = nn.Linear(encoding_dim(3, self.n_freqs), int(hidden))
-        self.trunk = nn.Sequential(nn.SiLU(), nn.Linear(int(hidden), int(hidden)), nn.SiLU(), nn.Linear(int(hidden), self.d_model))
+        self.trunk = nn.Sequential(
+            nn.SiLU(), nn.Linear(int(hidden), int(hidden)), nn.SiLU(), nn.Linear(int(hidden), self.d_model)
+        )
 
     def forward(self, canon_means: Tensor, audio_tokens: Tensor, au_tokens: Tensor) -> tuple[Tensor, None]:
         _check_token_inputs(self, canon_means, audio_tokens, au_tokens)

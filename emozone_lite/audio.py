@@ -19,6 +19,7 @@ Oculus/Meta visemes (:data:`VISEMES`, :data:`PHONE_TO_VISEME`); :func:`viseme_tr
 viseme index per video frame. The teacher rig (``emozone_lite.teacher``) turns visemes into
 mouth shapes.
 """
+
 from __future__ import annotations
 
 import re
@@ -30,10 +31,27 @@ from pathlib import Path
 import numpy as np
 
 __all__ = [
-    "FEATURE_SR", "MEL_FPS", "N_MELS", "WINDOW", "N_FFT", "WIN_LENGTH", "FMIN", "FMAX",
-    "LOG_FLOOR", "ENERGY_RANGE_DB", "SILENCE_DBFS",
-    "AudioFeatures", "load_audio", "log_mel_spectrogram", "features", "features_from_file",
-    "Phone", "read_phone_labels", "VISEMES", "PHONE_TO_VISEME", "phone_to_viseme",
+    "FEATURE_SR",
+    "MEL_FPS",
+    "N_MELS",
+    "WINDOW",
+    "N_FFT",
+    "WIN_LENGTH",
+    "FMIN",
+    "FMAX",
+    "LOG_FLOOR",
+    "ENERGY_RANGE_DB",
+    "SILENCE_DBFS",
+    "AudioFeatures",
+    "load_audio",
+    "log_mel_spectrogram",
+    "features",
+    "features_from_file",
+    "Phone",
+    "read_phone_labels",
+    "VISEMES",
+    "PHONE_TO_VISEME",
+    "phone_to_viseme",
     "viseme_track",
 ]
 
@@ -214,8 +232,7 @@ def log_mel_spectrogram(wave: np.ndarray) -> np.ndarray:
     left = N_FFT // 2 - _HOP // 2  # frame k (centre k*hop + N_FFT/2 in the padded signal) → (k+.5)*hop
     right = (n - 1) * _HOP + N_FFT - left - w.shape[0]
     padded = np.pad(w, (left, max(right, 0)))
-    spec = librosa.stft(padded, n_fft=N_FFT, hop_length=_HOP, win_length=WIN_LENGTH,
-                        window="hann", center=False)[:, :n]
+    spec = librosa.stft(padded, n_fft=N_FFT, hop_length=_HOP, win_length=WIN_LENGTH, window="hann", center=False)[:, :n]
     power = np.abs(spec) ** 2
     mel = _mel_basis() @ power
     return np.log(np.maximum(mel, LOG_FLOOR)).T.astype(np.float32)
@@ -229,8 +246,7 @@ def _mel_basis() -> np.ndarray:
     if _MEL_BASIS is None:
         import librosa
 
-        _MEL_BASIS = librosa.filters.mel(sr=FEATURE_SR, n_fft=N_FFT, n_mels=N_MELS,
-                                         fmin=FMIN, fmax=FMAX)
+        _MEL_BASIS = librosa.filters.mel(sr=FEATURE_SR, n_fft=N_FFT, n_mels=N_MELS, fmin=FMIN, fmax=FMAX)
     return _MEL_BASIS
 
 
@@ -252,9 +268,7 @@ def _frame_energy(w: np.ndarray, n_frames: int, fps: float) -> tuple[np.ndarray,
     return rms, float(rms.max())
 
 
-def features(
-    wave: np.ndarray, sr: int, fps: float = 25.0, *, n_frames: int | None = None
-) -> AudioFeatures:
+def features(wave: np.ndarray, sr: int, fps: float = 25.0, *, n_frames: int | None = None) -> AudioFeatures:
     """Per-video-frame speech features: 16-step log-mel windows and energy.
 
     Args:
@@ -400,15 +414,11 @@ def read_phone_labels(path: str | PathLike) -> list[Phone]:
         if not fields:
             continue
         if len(fields) < 3:
-            raise ValueError(
-                f"{p}:{lineno}: expected 'start end label' (times in 100 ns units), got {line!r}"
-            )
+            raise ValueError(f"{p}:{lineno}: expected 'start end label' (times in 100 ns units), got {line!r}")
         try:
             s, e = int(fields[0]), int(fields[1])
         except ValueError:
-            raise ValueError(
-                f"{p}:{lineno}: start/end must be integers in 100 ns units, got {line!r}"
-            ) from None
+            raise ValueError(f"{p}:{lineno}: start/end must be integers in 100 ns units, got {line!r}") from None
         if s < 0 or e < s:
             raise ValueError(f"{p}:{lineno}: need 0 <= start <= end, got start={s} end={e}")
         label = fields[2]
@@ -433,41 +443,97 @@ def read_phone_labels(path: str | PathLike) -> list[Phone]:
 # ----------------------------------------------------------------------------- visemes
 #: The 15 Oculus/Meta OVRLipSync visemes (index = position). ``sil`` is 0.
 VISEMES: tuple[str, ...] = (
-    "sil", "PP", "FF", "TH", "DD", "kk", "CH", "SS", "nn", "RR", "aa", "E", "I", "O", "U",
+    "sil",
+    "PP",
+    "FF",
+    "TH",
+    "DD",
+    "kk",
+    "CH",
+    "SS",
+    "nn",
+    "RR",
+    "aa",
+    "E",
+    "I",
+    "O",
+    "U",
 )
 
 #: ARPAbet / CMU ARCTIC (festvox radio) / TIMIT phone → viseme. Stress digits are ignored.
 PHONE_TO_VISEME: dict[str, str] = {
     # silence and pauses
-    "sil": "sil", "pau": "sil", "sp": "sil", "spn": "sil", "h#": "sil", "#": "sil",
+    "sil": "sil",
+    "pau": "sil",
+    "sp": "sil",
+    "spn": "sil",
+    "h#": "sil",
+    "#": "sil",
     # bilabials: lips closed
-    "p": "PP", "b": "PP", "m": "PP", "em": "PP",
+    "p": "PP",
+    "b": "PP",
+    "m": "PP",
+    "em": "PP",
     # labiodentals: lower lip to upper teeth
-    "f": "FF", "v": "FF",
+    "f": "FF",
+    "v": "FF",
     # dentals: tongue between teeth
-    "th": "TH", "dh": "TH",
+    "th": "TH",
+    "dh": "TH",
     # alveolar stops (and the flap)
-    "t": "DD", "d": "DD", "dx": "DD",
+    "t": "DD",
+    "d": "DD",
+    "dx": "DD",
     # velars, glottals: lips neutral, jaw slightly open
-    "k": "kk", "g": "kk", "ng": "kk", "hh": "kk", "hv": "kk", "q": "kk",
+    "k": "kk",
+    "g": "kk",
+    "ng": "kk",
+    "hh": "kk",
+    "hv": "kk",
+    "q": "kk",
     # post-alveolars: lips pushed forward
-    "ch": "CH", "jh": "CH", "sh": "CH", "zh": "CH",
+    "ch": "CH",
+    "jh": "CH",
+    "sh": "CH",
+    "zh": "CH",
     # sibilants: teeth together
-    "s": "SS", "z": "SS",
+    "s": "SS",
+    "z": "SS",
     # alveolar nasal / lateral
-    "n": "nn", "l": "nn", "en": "nn", "el": "nn", "nx": "nn",
+    "n": "nn",
+    "l": "nn",
+    "en": "nn",
+    "el": "nn",
+    "nx": "nn",
     # r and r-coloured vowels: rounded, slightly protruded
-    "r": "RR", "er": "RR", "axr": "RR",
+    "r": "RR",
+    "er": "RR",
+    "axr": "RR",
     # open vowels (jaw down)
-    "aa": "aa", "ae": "aa", "ah": "aa", "ax": "aa", "ay": "aa", "aw": "aa", "ax-h": "aa",
+    "aa": "aa",
+    "ae": "aa",
+    "ah": "aa",
+    "ax": "aa",
+    "ay": "aa",
+    "aw": "aa",
+    "ax-h": "aa",
     # mid front vowels
-    "eh": "E", "ey": "E",
+    "eh": "E",
+    "ey": "E",
     # close front vowels and the palatal glide: lips spread
-    "ih": "I", "iy": "I", "ix": "I", "y": "I",
+    "ih": "I",
+    "iy": "I",
+    "ix": "I",
+    "y": "I",
     # mid back rounded vowels
-    "ao": "O", "ow": "O", "oy": "O",
+    "ao": "O",
+    "ow": "O",
+    "oy": "O",
     # close back rounded vowels and w: lips rounded
-    "uh": "U", "uw": "U", "ux": "U", "w": "U",
+    "uh": "U",
+    "uw": "U",
+    "ux": "U",
+    "w": "U",
 }
 
 

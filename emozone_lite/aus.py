@@ -26,13 +26,14 @@ Validation policy of :class:`AUTrack` (applies everywhere a track is built):
   saying how many values moved; pass ``strict=True`` to get a ``ValueError``
   instead.
 """
+
 from __future__ import annotations
 
 import math
 import re
 import warnings
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import InitVar, dataclass
-from typing import Iterable, Mapping, Sequence, Union
 
 import numpy as np
 
@@ -42,8 +43,23 @@ import numpy as np
 
 #: The 17 OpenFace 2.x intensity AUs, in the order used everywhere in the toolkit.
 AU_NAMES: tuple[str, ...] = (
-    "AU01", "AU02", "AU04", "AU05", "AU06", "AU07", "AU09", "AU10", "AU12",
-    "AU14", "AU15", "AU17", "AU20", "AU23", "AU25", "AU26", "AU45",
+    "AU01",
+    "AU02",
+    "AU04",
+    "AU05",
+    "AU06",
+    "AU07",
+    "AU09",
+    "AU10",
+    "AU12",
+    "AU14",
+    "AU15",
+    "AU17",
+    "AU20",
+    "AU23",
+    "AU25",
+    "AU26",
+    "AU45",
 )
 N_AUS = len(AU_NAMES)
 #: Intensity range of every AU (FACS A–E mapped to 1–5; 0 = absent).
@@ -89,9 +105,13 @@ FACS: dict[str, AUInfo] = {
         AUInfo("AU17", "Chin raiser", "mentalis", "lower"),
         AUInfo("AU20", "Lip stretcher", "risorius with platysma", "lower"),
         AUInfo("AU23", "Lip tightener", "orbicularis oris", "lower"),
-        AUInfo("AU25", "Lips part", "depressor labii inferioris, or relaxation of mentalis / orbicularis oris", "lower"),
+        AUInfo(
+            "AU25", "Lips part", "depressor labii inferioris, or relaxation of mentalis / orbicularis oris", "lower"
+        ),
         AUInfo("AU26", "Jaw drop", "masseter; relaxed temporalis and internal pterygoid", "lower"),
-        AUInfo("AU45", "Blink", "relaxation of levator palpebrae superioris; orbicularis oculi, pars palpebralis", "upper"),
+        AUInfo(
+            "AU45", "Blink", "relaxation of levator palpebrae superioris; orbicularis oculi, pars palpebralis", "upper"
+        ),
     )
 }
 
@@ -136,8 +156,7 @@ def _clamp_or_raise(values: np.ndarray, strict: bool, what: str) -> np.ndarray:
     if bad.any():
         n = int(bad.sum())
         lo, hi = float(values.min()), float(values.max())
-        msg = (f"{what}: {n} intensit{'y' if n == 1 else 'ies'} outside [0, 5] "
-               f"(min {lo:.3g}, max {hi:.3g})")
+        msg = f"{what}: {n} intensit{'y' if n == 1 else 'ies'} outside [0, 5] (min {lo:.3g}, max {hi:.3g})"
         if strict:
             raise ValueError(msg + "; clip them first or pass strict=False to clamp")
         warnings.warn(msg + "; clamped into [0, 5]", UserWarning, stacklevel=4)
@@ -173,9 +192,7 @@ class AUTrack:
     def __post_init__(self, strict: bool) -> None:
         v = np.asarray(self.values)
         if v.ndim == 1 and v.shape[0] == N_AUS:
-            raise ValueError(
-                f"values: expected [T, {N_AUS}], got one frame of shape {v.shape}; use values[None]"
-            )
+            raise ValueError(f"values: expected [T, {N_AUS}], got one frame of shape {v.shape}; use values[None]")
         if v.ndim != 2 or v.shape[1] != N_AUS:
             raise ValueError(f"values: expected shape [T, {N_AUS}] (one column per AU), got {v.shape}")
         if v.shape[0] < 1:
@@ -276,14 +293,12 @@ class AUTrack:
                 )
         conf = None
         if any(t.confidence is not None for t in tracks):
-            conf = np.concatenate([
-                t.confidence if t.confidence is not None else np.ones(len(t), np.float32) for t in tracks
-            ])
+            conf = np.concatenate(
+                [t.confidence if t.confidence is not None else np.ones(len(t), np.float32) for t in tracks]
+            )
         succ = None
         if any(t.success is not None for t in tracks):
-            succ = np.concatenate([
-                t.success if t.success is not None else np.ones(len(t), bool) for t in tracks
-            ])
+            succ = np.concatenate([t.success if t.success is not None else np.ones(len(t), bool) for t in tracks])
         return AUTrack(np.concatenate([t.values for t in tracks]), fps, conf, succ)
 
     def __add__(self, other: AUTrack) -> AUTrack:
@@ -395,8 +410,7 @@ PRESETS: dict[str, dict[str, float]] = {
     "surprise": {"AU01": 3.0, "AU02": 3.0, "AU05": 2.5, "AU25": 2.0, "AU26": 3.0},
     "anger": {"AU04": 3.0, "AU05": 2.0, "AU07": 3.0, "AU23": 3.0},
     "sadness": {"AU01": 3.0, "AU04": 2.0, "AU15": 3.0},
-    "fear": {"AU01": 3.0, "AU02": 2.5, "AU04": 2.0, "AU05": 3.0, "AU07": 2.0, "AU20": 3.0,
-             "AU25": 2.0, "AU26": 2.5},
+    "fear": {"AU01": 3.0, "AU02": 2.5, "AU04": 2.0, "AU05": 3.0, "AU07": 2.0, "AU20": 3.0, "AU25": 2.0, "AU26": 2.5},
     "disgust": {"AU09": 3.0, "AU10": 2.0, "AU15": 2.0},
     "contempt": {"AU12": 2.0, "AU14": 3.0},
 }
@@ -420,7 +434,7 @@ def preset(name: str, intensity: float = 1.0) -> np.ndarray:
     return np.clip(au_vector(PRESETS[key]) * np.float32(intensity), AU_MIN, AU_MAX).astype(np.float32)
 
 
-KeyValue = Union[Mapping[str, float], Sequence[float], np.ndarray, str]
+KeyValue = Mapping[str, float] | Sequence[float] | np.ndarray | str
 
 
 def au_vector(value: KeyValue, *, strict: bool = True) -> np.ndarray:
@@ -584,8 +598,15 @@ def blink_track(
 #: looked up when first read (``openface`` imports this module, so importing it here at
 #: import time would be a cycle).
 _OPENFACE_NAMES = (
-    "OPENFACE_AU_C", "OPENFACE_COLUMNS", "openface_columns", "read_openface_csv", "write_openface_csv",
-    "_read_text", "_csv_rows", "_fps_from_timestamps", "_AU_R",
+    "OPENFACE_AU_C",
+    "OPENFACE_COLUMNS",
+    "openface_columns",
+    "read_openface_csv",
+    "write_openface_csv",
+    "_read_text",
+    "_csv_rows",
+    "_fps_from_timestamps",
+    "_AU_R",
 )
 
 

@@ -5,6 +5,7 @@ World space of the toolkit: the MediaPipe canonical face scaled by 0.1 (one unit
 world → camera, the camera looks along its +z, x right, y down; pixel centres sit at
 +0.5. ``K = [[fx, 0, cx], [0, fy, cy], [0, 0, 1]]``.
 """
+
 from __future__ import annotations
 
 import math
@@ -100,15 +101,24 @@ class Camera:
     height: int
 
     def __post_init__(self) -> None:
-        self.viewmat = torch.as_tensor(self.viewmat, dtype=torch.float32) if not isinstance(self.viewmat, Tensor) else self.viewmat
+        self.viewmat = (
+            torch.as_tensor(self.viewmat, dtype=torch.float32) if not isinstance(self.viewmat, Tensor) else self.viewmat
+        )
         self.K = torch.as_tensor(self.K, dtype=torch.float32) if not isinstance(self.K, Tensor) else self.K
         check_shape(self.viewmat, "viewmat", (4, 4), "; the world -> camera matrix")
         check_shape(self.K, "K", (3, 3), "; the intrinsics [[fx, 0, cx], [0, fy, cy], [0, 0, 1]]")
         if not (bool(torch.isfinite(self.viewmat).all()) and bool(torch.isfinite(self.K).all())):
             raise ValueError("viewmat and K must contain only finite values")
         if float(self.K[0, 0]) <= 0 or float(self.K[1, 1]) <= 0:
-            raise ValueError(f"K must have positive focal lengths fx, fy; got {float(self.K[0, 0])}, {float(self.K[1, 1])}")
-        if int(self.width) != self.width or int(self.height) != self.height or int(self.width) <= 0 or int(self.height) <= 0:
+            raise ValueError(
+                f"K must have positive focal lengths fx, fy; got {float(self.K[0, 0])}, {float(self.K[1, 1])}"
+            )
+        if (
+            int(self.width) != self.width
+            or int(self.height) != self.height
+            or int(self.width) <= 0
+            or int(self.height) <= 0
+        ):
             raise ValueError(f"width and height must be positive integers, got {self.width}x{self.height}")
         self.width, self.height = int(self.width), int(self.height)
 
@@ -122,9 +132,14 @@ class Camera:
         width: int = 256,
         height: int = 256,
         target=HEAD_TARGET,
-    ) -> "Camera":
+    ) -> Camera:
         """A camera on a sphere of ``radius`` around ``target`` (see :func:`orbit_viewmat`)."""
-        return cls(orbit_viewmat(yaw_deg, pitch_deg, radius, target), intrinsics_from_fov(fov_deg, width, height), int(width), int(height))
+        return cls(
+            orbit_viewmat(yaw_deg, pitch_deg, radius, target),
+            intrinsics_from_fov(fov_deg, width, height),
+            int(width),
+            int(height),
+        )
 
     @property
     def position(self) -> Tensor:
@@ -132,7 +147,7 @@ class Camera:
         R, t = self.viewmat[:3, :3], self.viewmat[:3, 3]
         return -R.T @ t
 
-    def to(self, device: str | torch.device) -> "Camera":
+    def to(self, device: str | torch.device) -> Camera:
         """The same camera with its matrices on ``device``."""
         return Camera(self.viewmat.to(device), self.K.to(device), self.width, self.height)
 

@@ -101,7 +101,9 @@ def check_shape(x, name: str, pattern: Sequence[int | str | None], hint: str = "
         ValueError: ``"{name} must have shape [N, 3] with N = 5, got (4, 3)"``.
     """
     if not hasattr(x, "shape"):
-        raise ValueError(f"{name} must be an array or tensor of shape {_pattern_text(pattern, known)}, got {type(x).__name__}")
+        raise ValueError(
+            f"{name} must be an array or tensor of shape {_pattern_text(pattern, known)}, got {type(x).__name__}"
+        )
     shape = tuple(x.shape)
     pat = list(pattern)
     if pat and pat[0] == "*":

@@ -18,6 +18,7 @@ into a feature part and a position part, ``W·[f, p] = W_f·f + W_p·p``; the po
 is computed once per call (``[N, hidden]``) and broadcast over the batch. The result is
 the same MLP on the concatenation, with one ``[B, N, F + P]`` tensor fewer.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -86,7 +87,12 @@ class DeformationField(nn.Module):
             raise ValueError(f"pe_freqs must be >= 0, got {pe_freqs}")
         if int(hidden) < 1 or int(n_layers) < 1:
             raise ValueError(f"hidden and n_layers must be >= 1, got hidden={hidden}, n_layers={n_layers}")
-        self.feat_dim, self.pe_freqs, self.hidden, self.n_layers = int(feat_dim), int(pe_freqs), int(hidden), int(n_layers)
+        self.feat_dim, self.pe_freqs, self.hidden, self.n_layers = (
+            int(feat_dim),
+            int(pe_freqs),
+            int(hidden),
+            int(n_layers),
+        )
         self.pe_dim = encoding_dim(3, self.pe_freqs)
         # First layer, split: W·[f, PE(μ)] + b = W_f·f + (W_p·PE(μ) + b).
         self.in_feat = nn.Linear(self.feat_dim, self.hidden, bias=False) if self.feat_dim > 0 else None
@@ -124,7 +130,9 @@ class DeformationField(nn.Module):
             shape = tuple(features.shape) if isinstance(features, Tensor) else type(features).__name__
             raise ValueError(f"features must have shape [B, N, F] or [N, F], got {shape}")
         if features.shape[-1] != self.feat_dim:
-            raise ValueError(f"features must have last dimension F={self.feat_dim} (feat_dim), got {tuple(features.shape)}")
+            raise ValueError(
+                f"features must have last dimension F={self.feat_dim} (feat_dim), got {tuple(features.shape)}"
+            )
         if features.shape[-2] != n:
             raise ValueError(
                 f"features describe {features.shape[-2]} Gaussians but canon_means has N={n}; they must match"
@@ -175,12 +183,20 @@ def apply_deformation(cloud_tensors, deformation: Deformation) -> tuple[Tensor, 
         check_shape(x, name, ("N", d))
     n = means.shape[0]
     if quats.shape[0] != n or scales.shape[0] != n:
-        raise ValueError(f"means, quats and scales must share N; got {means.shape[0]}, {quats.shape[0]}, {scales.shape[0]}")
+        raise ValueError(
+            f"means, quats and scales must share N; got {means.shape[0]}, {quats.shape[0]}, {scales.shape[0]}"
+        )
     if not isinstance(deformation, Deformation):
         raise ValueError(f"deformation must be a Deformation, got {type(deformation).__name__}")
-    for name, x, d in (("dmeans", deformation.dmeans, 3), ("dquats", deformation.dquats, 4), ("dlog_scales", deformation.dlog_scales, 3)):
+    for name, x, d in (
+        ("dmeans", deformation.dmeans, 3),
+        ("dquats", deformation.dquats, 4),
+        ("dlog_scales", deformation.dlog_scales, 3),
+    ):
         if x.ndim not in (2, 3) or x.shape[-1] != d or x.shape[-2] != n:
-            raise ValueError(f"deformation.{name} must have shape [B, {n}, {d}] or [{n}, {d}] to match N={n}, got {tuple(x.shape)}")
+            raise ValueError(
+                f"deformation.{name} must have shape [B, {n}, {d}] or [{n}, {d}] to match N={n}, got {tuple(x.shape)}"
+            )
     return (
         means + deformation.dmeans,
         normalize_quat(quat_multiply(quats, deformation.dquats)),

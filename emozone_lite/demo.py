@@ -6,6 +6,7 @@ Examples:
     >>> from emozone_lite.demo import demo, render_files  # doctest: +SKIP
     >>> demo(fast=True, out="outputs")  # doctest: +SKIP
 """
+
 from __future__ import annotations
 
 import json
@@ -28,7 +29,9 @@ def _front_camera(size: int, yaw: float = 0.0):
 
 
 @torch.no_grad()
-def render_clip(model, mel_windows, energy, aus, camera, chunk: int = 8, progress: bool = True, desc: str = "render") -> torch.Tensor:
+def render_clip(
+    model, mel_windows, energy, aus, camera, chunk: int = 8, progress: bool = True, desc: str = "render"
+) -> torch.Tensor:
     """Student frames ``[T, H, W, 3]`` of a clip from one camera."""
     from tqdm.auto import tqdm
 
@@ -36,7 +39,11 @@ def render_clip(model, mel_windows, energy, aus, camera, chunk: int = 8, progres
     out = []
     for i in tqdm(range(0, a.shape[0], chunk), desc=desc, disable=not progress):
         st = model.deform(a[i : i + chunk], u[i : i + chunk])
-        out.append(model.render(st, camera.viewmat[None], camera.K[None], camera.width, camera.height, background=torch.ones(3))[:, 0])
+        out.append(
+            model.render(
+                st, camera.viewmat[None], camera.K[None], camera.width, camera.height, background=torch.ones(3)
+            )[:, 0]
+        )
     return torch.cat(out)
 
 
@@ -76,11 +83,20 @@ def demo(fast: bool = False, out: str | os.PathLike = "outputs", progress: bool 
     clip = data.test[0]
     size = 128 if fast else 256
     cam = _front_camera(size)
-    student = render_clip(model, clip.mel_windows, clip.energy, clip.aus_input, cam, progress=progress, desc="render student")
+    student = render_clip(
+        model, clip.mel_windows, clip.energy, clip.aus_input, cam, progress=progress, desc="render student"
+    )
     wav = data_path(clip.wav.name)
-    teacher = sequence(data_path(clip.wav.name.replace(".wav", "_phone.lab")), clip.aus_true.numpy(), [cam],
-                       n_frames=clip.n_frames, resample_aus=True).frames[:, 0]
-    side = np.concatenate([_label(to_uint8(student), "EmoZone-lite (student)"), _label(to_uint8(teacher), "teacher")], axis=2)
+    teacher = sequence(
+        data_path(clip.wav.name.replace(".wav", "_phone.lab")),
+        clip.aus_true.numpy(),
+        [cam],
+        n_frames=clip.n_frames,
+        resample_aus=True,
+    ).frames[:, 0]
+    side = np.concatenate(
+        [_label(to_uint8(student), "EmoZone-lite (student)"), _label(to_uint8(teacher), "teacher")], axis=2
+    )
     write_video(side, out / "demo.mp4", fps=25.0, audio=wav)
     import imageio.v3 as iio
 
@@ -99,14 +115,27 @@ def demo(fast: bool = False, out: str | os.PathLike = "outputs", progress: bool 
     with atomic_write(out / "metrics.json", "w") as f:
         json.dump(T.json_safe(metrics), f, indent=2, allow_nan=False)
     claim = report["claim"]
-    print(f"wrote {out/'demo.mp4'}, {out/'metrics.json'}, {out/'ablation.md'} in {metrics['seconds_total']:.0f} s")
+    print(
+        f"wrote {out / 'demo.mp4'}, {out / 'metrics.json'}, {out / 'ablation.md'} in {metrics['seconds_total']:.0f} s"
+    )
     if claim is not None:
-        print("paper claim (SZ-PAB+CIT-AE vs implicit+per-frame):", "holds" if claim["holds"] else "does NOT hold", claim["parts"])
+        print(
+            "paper claim (SZ-PAB+CIT-AE vs implicit+per-frame):",
+            "holds" if claim["holds"] else "does NOT hold",
+            claim["parts"],
+        )
     return metrics
 
 
-def render_files(audio: str, checkpoint: str, out: str, aus: str | None = None, yaw: float = 0.0, size: int = 256,
-                 progress: bool = True) -> Path:
+def render_files(
+    audio: str,
+    checkpoint: str,
+    out: str,
+    aus: str | None = None,
+    yaw: float = 0.0,
+    size: int = 256,
+    progress: bool = True,
+) -> Path:
     """Render your own speech (any common format) and OpenFace CSV with a trained checkpoint.
 
     An AU track whose length differs from the audio is resampled to the audio's frame
@@ -126,10 +155,19 @@ def render_files(audio: str, checkpoint: str, out: str, aus: str | None = None, 
     else:
         track: AUTrack = read_openface_csv(aus)
         if len(track) != T or abs(track.fps - feats.fps) > 1e-6:
-            warnings.warn(f"AU track has {len(track)} frames at {track.fps:g} fps, the audio {T} at {feats.fps:g}: "
-                          f"resampling the AUs to the audio", stacklevel=2)
+            warnings.warn(
+                f"AU track has {len(track)} frames at {track.fps:g} fps, the audio {T} at {feats.fps:g}: "
+                f"resampling the AUs to the audio",
+                stacklevel=2,
+            )
             track = track.resample(n_frames=T)
         values = track.values
-    frames = render_clip(model, torch.as_tensor(feats.mel_windows), torch.as_tensor(feats.energy),
-                         torch.as_tensor(values, dtype=torch.float32), _front_camera(size, yaw), progress=progress)
+    frames = render_clip(
+        model,
+        torch.as_tensor(feats.mel_windows),
+        torch.as_tensor(feats.energy),
+        torch.as_tensor(values, dtype=torch.float32),
+        _front_camera(size, yaw),
+        progress=progress,
+    )
     return write_video(frames, out, fps=feats.fps, audio=(wave, 16000))

@@ -1,5 +1,6 @@
 """Positional encoding of 3D points (NeRF-style sin/cos features), shared by the
 SZ-PAB queries (``attention``) and the deformation field (``deform``)."""
+
 from __future__ import annotations
 
 import math

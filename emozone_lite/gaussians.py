@@ -18,6 +18,7 @@ float properties ``x y z nx ny nz f_dc_0..2 f_rest_0..44 opacity scale_0..2
 rot_0..3``, where ``f_dc = (rgb - 0.5) / C0``, opacity is stored as a logit and
 scales as logs.
 """
+
 from __future__ import annotations
 
 import math
@@ -98,14 +99,20 @@ class GaussianCloud:
         for name in _CORE_FIELDS:
             t = getattr(self, name)
             if t.device != self.means.device:
-                raise ValueError(f"{name} is on {t.device} but means is on {self.means.device}; move all tensors to one device")
+                raise ValueError(
+                    f"{name} is on {t.device} but means is on {self.means.device}; move all tensors to one device"
+                )
             check_finite(t, name)
         if n:
             if bool((self.scales.detach() <= 0).any()):
-                raise ValueError(f"scales must be > 0 (linear standard deviations), got min {float(self.scales.min()):.3g}")
+                raise ValueError(
+                    f"scales must be > 0 (linear standard deviations), got min {float(self.scales.min()):.3g}"
+                )
             o = self.opacities.detach()
             if bool((o < 0).any() or (o > 1).any()):
-                raise ValueError(f"opacities must lie in [0, 1], got range [{float(o.min()):.3g}, {float(o.max()):.3g}]")
+                raise ValueError(
+                    f"opacities must lie in [0, 1], got range [{float(o.min()):.3g}, {float(o.max()):.3g}]"
+                )
             if bool((self.quats.detach().norm(dim=-1) == 0).any()):
                 raise ValueError("quats contains a zero quaternion; use (1, 0, 0, 0) for no rotation")
         if not isinstance(self.extras, dict):
@@ -136,7 +143,7 @@ class GaussianCloud:
         colors=None,
         scale: float | Tensor = 0.01,
         opacity: float | Tensor = 0.9,
-    ) -> "GaussianCloud":
+    ) -> GaussianCloud:
         """Isotropic, unrotated Gaussians at ``points [N, 3]``.
 
         Args:
@@ -170,22 +177,24 @@ class GaussianCloud:
     def device(self) -> torch.device:
         return self.means.device
 
-    def _map(self, fn) -> "GaussianCloud":
-        return GaussianCloud(*(fn(getattr(self, n)) for n in _CORE_FIELDS), extras={k: fn(v) for k, v in self.extras.items()})
+    def _map(self, fn) -> GaussianCloud:
+        return GaussianCloud(
+            *(fn(getattr(self, n)) for n in _CORE_FIELDS), extras={k: fn(v) for k, v in self.extras.items()}
+        )
 
-    def to(self, device: str | torch.device) -> "GaussianCloud":
+    def to(self, device: str | torch.device) -> GaussianCloud:
         """A cloud with every tensor (extras too) on ``device``."""
         return self._map(lambda t: t.to(device))
 
-    def clone(self) -> "GaussianCloud":
+    def clone(self) -> GaussianCloud:
         """A deep copy (gradients still flow through ``clone``)."""
         return self._map(lambda t: t.clone())
 
-    def detach(self) -> "GaussianCloud":
+    def detach(self) -> GaussianCloud:
         """A cloud sharing storage but cut from the autograd graph."""
         return self._map(lambda t: t.detach())
 
-    def subset(self, idx) -> "GaussianCloud":
+    def subset(self, idx) -> GaussianCloud:
         """The Gaussians selected by ``idx``: ``[M]`` int indices, an ``[N]`` bool mask or a slice."""
         if isinstance(idx, slice):
             return self._map(lambda t: t[idx])
@@ -196,12 +205,14 @@ class GaussianCloud:
             if idx.shape != (len(self),):
                 raise ValueError(f"a boolean mask must have shape [N={len(self)}], got {list(idx.shape)}")
         elif idx.dtype.is_floating_point or idx.ndim != 1:
-            raise ValueError(f"idx must be [M] integer indices, an [N] bool mask or a slice; got {idx.dtype} {list(idx.shape)}")
+            raise ValueError(
+                f"idx must be [M] integer indices, an [N] bool mask or a slice; got {idx.dtype} {list(idx.shape)}"
+            )
         elif idx.numel() and (int(idx.max()) >= len(self) or int(idx.min()) < -len(self)):
             raise ValueError(f"idx out of range for a cloud of {len(self)} Gaussians")
         return self._map(lambda t: t[idx])
 
-    def allclose(self, other: "GaussianCloud", rtol: float = 1e-6, atol: float = 1e-7) -> bool:
+    def allclose(self, other: GaussianCloud, rtol: float = 1e-6, atol: float = 1e-7) -> bool:
         """True when both clouds have the same size, extras and (close) values."""
         if not isinstance(other, GaussianCloud) or len(self) != len(other) or set(self.extras) != set(other.extras):
             return False
@@ -219,7 +230,7 @@ class GaussianCloud:
         return True
 
     # ---- rendering
-    def render(self, cameras: "Camera | list[Camera]", backend: str = "auto", background=None) -> Tensor:
+    def render(self, cameras: Camera | list[Camera], backend: str = "auto", background=None) -> Tensor:
         """Render the cloud from one or more cameras with :func:`emozone_lite.render.rasterize`.
 
         Args:
@@ -245,9 +256,17 @@ class GaussianCloud:
                 raise ValueError(f"background must have shape [3] or [C={len(cams)}, 3], got {list(bg.shape)}")
             backgrounds = bg
         colors, _, _ = render.rasterize(
-            self.means, self.quats, self.scales, self.opacities, self.colors,
-            viewmats.to(dev, dt), Ks.to(dev, dt), width, height,
-            backend=backend, backgrounds=backgrounds,
+            self.means,
+            self.quats,
+            self.scales,
+            self.opacities,
+            self.colors,
+            viewmats.to(dev, dt),
+            Ks.to(dev, dt),
+            width,
+            height,
+            backend=backend,
+            backgrounds=backgrounds,
         )
         return colors
 
@@ -352,7 +371,9 @@ def save_ply(cloud: GaussianCloud, path: str | os.PathLike) -> Path:
         names = [key] if not dims else [f"{key}_{i}" for i in range(arr.shape[1])]
         clash = standard.intersection(names)
         if clash:
-            raise ValueError(f"extras[{key!r}] would write property {sorted(clash)[0]!r}, which the 3DGS layout already uses; rename the extra")
+            raise ValueError(
+                f"extras[{key!r}] would write property {sorted(clash)[0]!r}, which the 3DGS layout already uses; rename the extra"
+            )
         standard.update(names)
         dtype_name = str(value.dtype).removeprefix("torch.")
         comments.append(f"emozone_lite extra {key} {dtype_name} {','.join(map(str, dims)) or '-'}")
@@ -373,10 +394,22 @@ def save_ply(cloud: GaussianCloud, path: str | os.PathLike) -> Path:
 
 # --------------------------------------------------------------------------- PLY reading
 _PLY_TYPES = {
-    "char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1",
-    "short": "i2", "int16": "i2", "ushort": "u2", "uint16": "u2",
-    "int": "i4", "int32": "i4", "uint": "u4", "uint32": "u4",
-    "float": "f4", "float32": "f4", "double": "f8", "float64": "f8",
+    "char": "i1",
+    "int8": "i1",
+    "uchar": "u1",
+    "uint8": "u1",
+    "short": "i2",
+    "int16": "i2",
+    "ushort": "u2",
+    "uint16": "u2",
+    "int": "i4",
+    "int32": "i4",
+    "uint": "u4",
+    "uint32": "u4",
+    "float": "f4",
+    "float32": "f4",
+    "double": "f8",
+    "float64": "f8",
 }
 
 
@@ -407,18 +440,22 @@ def _parse_header(data: bytes, where: str) -> tuple[str, list[_Element], list[st
             continue
         kw = parts[0]
         if kw == "comment":
-            comments.append(line.strip()[len("comment"):].strip())
+            comments.append(line.strip()[len("comment") :].strip())
         elif kw == "obj_info":
             continue
         elif kw == "format" and len(parts) == 3:
             fmt = parts[1]
             if fmt not in ("ascii", "binary_little_endian", "binary_big_endian"):
-                raise ValueError(f"{where}: unknown PLY format {fmt!r}; expected ascii, binary_little_endian or binary_big_endian")
+                raise ValueError(
+                    f"{where}: unknown PLY format {fmt!r}; expected ascii, binary_little_endian or binary_big_endian"
+                )
         elif kw == "element" and len(parts) == 3:
             try:
                 count = int(parts[2])
             except ValueError:
-                raise ValueError(f"{where}: header line {line_no}: element count {parts[2]!r} is not an integer") from None
+                raise ValueError(
+                    f"{where}: header line {line_no}: element count {parts[2]!r} is not an integer"
+                ) from None
             if count < 0:
                 raise ValueError(f"{where}: header line {line_no}: negative element count {count}")
             elements.append(_Element(parts[1], count))
@@ -430,7 +467,9 @@ def _parse_header(data: bytes, where: str) -> tuple[str, list[_Element], list[st
                 elements[-1].props.append((parts[-1], "list"))
                 continue
             if len(parts) != 3 or parts[1] not in _PLY_TYPES:
-                raise ValueError(f"{where}: header line {line_no}: unsupported property {line.strip()!r}; types are {sorted(set(_PLY_TYPES))}")
+                raise ValueError(
+                    f"{where}: header line {line_no}: unsupported property {line.strip()!r}; types are {sorted(set(_PLY_TYPES))}"
+                )
             elements[-1].props.append((parts[2], _PLY_TYPES[parts[1]]))
         else:
             raise ValueError(f"{where}: header line {line_no} is not valid PLY: {line.strip()!r}")
@@ -444,7 +483,9 @@ def _read_vertex_columns(data: bytes, where: str) -> tuple[dict[str, np.ndarray]
     fmt, elements, comments, offset = _parse_header(data, where)
     names = [e.name for e in elements]
     if "vertex" not in names:
-        raise ValueError(f"{where}: PLY has no 'element vertex' (elements: {names}); expected a 3D Gaussian Splatting PLY")
+        raise ValueError(
+            f"{where}: PLY has no 'element vertex' (elements: {names}); expected a 3D Gaussian Splatting PLY"
+        )
     vi = names.index("vertex")
     vert = elements[vi]
     if vert.has_list:
@@ -457,21 +498,31 @@ def _read_vertex_columns(data: bytes, where: str) -> tuple[dict[str, np.ndarray]
     if fmt == "ascii":
         lines = [ln for ln in data[offset:].decode("ascii", errors="replace").splitlines() if ln.strip()]
         skip = sum(e.count for e in elements[:vi])
-        rows = lines[skip: skip + n]
+        rows = lines[skip : skip + n]
         if len(rows) < n:
             raise ValueError(f"{where}: ascii PLY body truncated: expected {n} vertex lines, found {len(rows)}")
         try:
-            table = np.array([[float(tok) for tok in r.split()] for r in rows], dtype=np.float64).reshape(n, -1) if n else np.zeros((0, len(vert.props)))
+            table = (
+                np.array([[float(tok) for tok in r.split()] for r in rows], dtype=np.float64).reshape(n, -1)
+                if n
+                else np.zeros((0, len(vert.props)))
+            )
         except ValueError as e:
-            raise ValueError(f"{where}: ascii PLY vertex data is not numeric ({e}) or rows have different lengths") from None
+            raise ValueError(
+                f"{where}: ascii PLY vertex data is not numeric ({e}) or rows have different lengths"
+            ) from None
         if table.shape[1] != len(vert.props):
-            raise ValueError(f"{where}: ascii PLY vertex lines have {table.shape[1]} values, header declares {len(vert.props)} properties")
+            raise ValueError(
+                f"{where}: ascii PLY vertex lines have {table.shape[1]} values, header declares {len(vert.props)} properties"
+            )
         cols = {p: table[:, i] for i, p in enumerate(prop_names)}
     else:
         endian = "<" if fmt == "binary_little_endian" else ">"
         for e in elements[:vi]:
             if e.has_list:
-                raise ValueError(f"{where}: element {e.name!r} with list properties precedes 'vertex' in a binary PLY; not supported")
+                raise ValueError(
+                    f"{where}: element {e.name!r} with list properties precedes 'vertex' in a binary PLY; not supported"
+                )
             offset += e.count * int(np.dtype([(p, endian + t) for p, t in e.props]).itemsize)
         dtype = np.dtype([(p, endian + t) for p, t in vert.props])
         expected, found = n * dtype.itemsize, max(len(data) - offset, 0)
@@ -539,7 +590,9 @@ def load_ply(path: str | os.PathLike, device: str | torch.device = "cpu") -> Gau
         if {f"f_rest_{i}" for i in range(m)} != set(rest_names):
             raise ValueError(f"{where}: f_rest_* properties are not numbered 0..{m - 1}")
         if m % 3:
-            raise ValueError(f"{where}: found {m} f_rest_* properties; expected a multiple of 3 (3 colour channels × K coefficients)")
+            raise ValueError(
+                f"{where}: found {m} f_rest_* properties; expected a multiple of 3 (3 colour channels × K coefficients)"
+            )
         rest = stack([f"f_rest_{i}" for i in range(m)]).astype(np.float32)
         if np.any(rest != 0):
             extras["sh_rest"] = torch.from_numpy(np.ascontiguousarray(rest.reshape(n, 3, m // 3).transpose(0, 2, 1)))
@@ -574,10 +627,13 @@ def load_ply(path: str | os.PathLike, device: str | torch.device = "cpu") -> Gau
 
     try:
         cloud = GaussianCloud(
-            torch.from_numpy(means), torch.from_numpy(quats), torch.from_numpy(scales),
-            torch.from_numpy(opac), torch.from_numpy(colors), extras=extras,
+            torch.from_numpy(means),
+            torch.from_numpy(quats),
+            torch.from_numpy(scales),
+            torch.from_numpy(opac),
+            torch.from_numpy(colors),
+            extras=extras,
         )
     except ValueError as e:
         raise ValueError(f"{where}: {e}") from None
     return cloud.to(device)
-

@@ -104,7 +104,9 @@ def quat_multiply(q: Tensor, r: Tensor) -> Tensor:
         [0.0, 0.0, 0.0, 1.0]
     """
     if q.shape[-1] != 4 or r.shape[-1] != 4:
-        raise ValueError(f"quaternions must have shape [..., 4] (w, x, y, z), got {tuple(q.shape)} and {tuple(r.shape)}")
+        raise ValueError(
+            f"quaternions must have shape [..., 4] (w, x, y, z), got {tuple(q.shape)} and {tuple(r.shape)}"
+        )
     w1, x1, y1, z1 = q.unbind(-1)
     w2, x2, y2, z2 = r.unbind(-1)
     return torch.stack(

@@ -15,12 +15,13 @@ On top of the mesh this module
   468-point array, 2-D or 3-D, e.g. rendered or projected mesh vertices) and
   :func:`blendshapes_to_aus` from MediaPipe's 52 **blendshape** scores.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Mapping
 
 import numpy as np
 
@@ -67,7 +68,7 @@ def load_canonical_mesh() -> FaceMesh:
         ((468, 3), (898, 3), ['face_oval', 'left_eye'])
     """
     d = _load_npz()
-    regions = {k[len("region_"):]: d[k].copy() for k in d if k.startswith("region_")}
+    regions = {k[len("region_") :]: d[k].copy() for k in d if k.startswith("region_")}
     return FaceMesh(
         vertices=(d["vertices"] * MESH_SCALE).astype(np.float32),
         uvs=d["uvs"].copy(),
@@ -247,7 +248,8 @@ def geometric_features(points) -> dict[str, float]:
         "lip_thickness": float(
             (y[list(LANDMARK_GROUPS["upper_lip_outer"])].mean() - y[13])
             + (y[14] - y[list(LANDMARK_GROUPS["lower_lip_outer"])].mean())
-        ) / iod,
+        )
+        / iod,
         "lips_gap": float(np.linalg.norm(q[13] - q[14])) / iod,
         "chin_height": h("chin"),
         "jaw_drop": float(y_eye - y[152]) / iod,
@@ -287,7 +289,7 @@ def aus_from_features(features: dict[str, float], neutral: dict[str, float]) -> 
     """
     d = {k: features[k] - neutral[k] for k in features if k != "iod"}
     fs = GEOMETRIC_FULL_SCALE
-    pos = lambda x: max(0.0, x) if np.isfinite(x) else 0.0  # noqa: E731
+    pos = lambda x: max(0.0, x) if np.isfinite(x) else 0.0
     raw = {
         "AU01": pos(d["inner_brow_height"]) / fs["AU01"],
         "AU02": pos(d["outer_brow_height"]) / fs["AU02"],
@@ -365,17 +367,58 @@ def estimate_aus(landmarks, neutral=None) -> np.ndarray:
 
 #: The 52 MediaPipe / ARKit blendshape names, in the model's output order.
 BLENDSHAPE_NAMES: tuple[str, ...] = (
-    "_neutral", "browDownLeft", "browDownRight", "browInnerUp", "browOuterUpLeft",
-    "browOuterUpRight", "cheekPuff", "cheekSquintLeft", "cheekSquintRight", "eyeBlinkLeft",
-    "eyeBlinkRight", "eyeLookDownLeft", "eyeLookDownRight", "eyeLookInLeft", "eyeLookInRight",
-    "eyeLookOutLeft", "eyeLookOutRight", "eyeLookUpLeft", "eyeLookUpRight", "eyeSquintLeft",
-    "eyeSquintRight", "eyeWideLeft", "eyeWideRight", "jawForward", "jawLeft", "jawOpen",
-    "jawRight", "mouthClose", "mouthDimpleLeft", "mouthDimpleRight", "mouthFrownLeft",
-    "mouthFrownRight", "mouthFunnel", "mouthLeft", "mouthLowerDownLeft", "mouthLowerDownRight",
-    "mouthPressLeft", "mouthPressRight", "mouthPucker", "mouthRight", "mouthRollLower",
-    "mouthRollUpper", "mouthShrugLower", "mouthShrugUpper", "mouthSmileLeft", "mouthSmileRight",
-    "mouthStretchLeft", "mouthStretchRight", "mouthUpperUpLeft", "mouthUpperUpRight",
-    "noseSneerLeft", "noseSneerRight",
+    "_neutral",
+    "browDownLeft",
+    "browDownRight",
+    "browInnerUp",
+    "browOuterUpLeft",
+    "browOuterUpRight",
+    "cheekPuff",
+    "cheekSquintLeft",
+    "cheekSquintRight",
+    "eyeBlinkLeft",
+    "eyeBlinkRight",
+    "eyeLookDownLeft",
+    "eyeLookDownRight",
+    "eyeLookInLeft",
+    "eyeLookInRight",
+    "eyeLookOutLeft",
+    "eyeLookOutRight",
+    "eyeLookUpLeft",
+    "eyeLookUpRight",
+    "eyeSquintLeft",
+    "eyeSquintRight",
+    "eyeWideLeft",
+    "eyeWideRight",
+    "jawForward",
+    "jawLeft",
+    "jawOpen",
+    "jawRight",
+    "mouthClose",
+    "mouthDimpleLeft",
+    "mouthDimpleRight",
+    "mouthFrownLeft",
+    "mouthFrownRight",
+    "mouthFunnel",
+    "mouthLeft",
+    "mouthLowerDownLeft",
+    "mouthLowerDownRight",
+    "mouthPressLeft",
+    "mouthPressRight",
+    "mouthPucker",
+    "mouthRight",
+    "mouthRollLower",
+    "mouthRollUpper",
+    "mouthShrugLower",
+    "mouthShrugUpper",
+    "mouthSmileLeft",
+    "mouthSmileRight",
+    "mouthStretchLeft",
+    "mouthStretchRight",
+    "mouthUpperUpLeft",
+    "mouthUpperUpRight",
+    "noseSneerLeft",
+    "noseSneerRight",
 )
 
 
@@ -403,8 +446,7 @@ BLENDSHAPE_TO_AU: dict[str, tuple[tuple[str, float], ...]] = {
     "AU17": (("mouthShrugLower", 1.0),),
     "AU20": _lr("mouthStretch"),
     "AU23": _lr("mouthPress"),
-    "AU25": (("jawOpen", 1.0), ("mouthClose", -1.0), ("mouthLowerDownLeft", 0.25),
-             ("mouthLowerDownRight", 0.25)),
+    "AU25": (("jawOpen", 1.0), ("mouthClose", -1.0), ("mouthLowerDownLeft", 0.25), ("mouthLowerDownRight", 0.25)),
     "AU26": (("jawOpen", 1.0),),
     "AU45": _lr("eyeBlink"),
 }
@@ -487,8 +529,7 @@ def _import_mediapipe():
         from mediapipe.tasks.python import BaseOptions, vision
     except ImportError as e:  # pragma: no cover - exercised by monkeypatching
         raise ImportError(
-            "face-landmark detection needs MediaPipe, an optional extra: "
-            "pip install 'emozone-lite[landmarks]'"
+            "face-landmark detection needs MediaPipe, an optional extra: pip install 'emozone-lite[landmarks]'"
         ) from e
     return mp, BaseOptions, vision
 
@@ -534,8 +575,11 @@ def _to_face(result, size: tuple[int, int]) -> FaceLandmarks | None:
     h, w = size
     pts = np.array([[p.x, p.y, p.z] for p in result.face_landmarks[0]], dtype=np.float32)
     bs = {c.category_name: float(c.score) for c in result.face_blendshapes[0]} if result.face_blendshapes else {}
-    tf = (np.asarray(result.facial_transformation_matrixes[0], dtype=np.float32).reshape(4, 4)
-          if result.facial_transformation_matrixes else np.full((4, 4), np.nan, np.float32))
+    tf = (
+        np.asarray(result.facial_transformation_matrixes[0], dtype=np.float32).reshape(4, 4)
+        if result.facial_transformation_matrixes
+        else np.full((4, 4), np.nan, np.float32)
+    )
     pix = pts[:, :2] * np.array([w, h], dtype=np.float32)
     return FaceLandmarks(points=pts, pixels=pix, blendshapes=bs, transform=tf, image_size=(h, w))
 
@@ -631,8 +675,9 @@ class LandmarkTrack:
         vals = np.full((len(self), N_AUS), np.nan, dtype=np.float32)
         for t in np.nonzero(self.success)[0]:
             face = self[int(t)]
-            vals[t] = (blendshapes_to_aus(face.blendshapes) if method == "blendshapes"
-                       else estimate_aus(face, neutral=neutral))
+            vals[t] = (
+                blendshapes_to_aus(face.blendshapes) if method == "blendshapes" else estimate_aus(face, neutral=neutral)
+            )
         return AUTrack(fill_failed_frames(vals, self.success), fps=self.fps, success=self.success.copy())
 
 

@@ -17,6 +17,7 @@ Python floats, per-frame results (``reduction="none"``) NumPy arrays.
 ``lip_sync_corr``   Pearson correlation of mouth opening (:func:`mouth_opening`)
 =================  =========================================================
 """
+
 from __future__ import annotations
 
 import math
@@ -114,7 +115,9 @@ def _to_nchw(x: Tensor, layout: str, name: str) -> tuple[Tensor, bool]:
     if x.ndim == 2:
         return x[None, None], False
     if x.ndim not in (3, 4):
-        raise ValueError(f"{name} must be [H, W], [H, W, 3], [3, H, W] or a batch [N, ...] of those, got {tuple(x.shape)}")
+        raise ValueError(
+            f"{name} must be [H, W], [H, W, 3], [3, H, W] or a batch [N, ...] of those, got {tuple(x.shape)}"
+        )
     if layout == "auto":
         if x.shape[-1] in (1, 3):
             layout = "hwc"
@@ -400,7 +403,10 @@ def lip_sync_corr(pred_open, gt_open) -> float:
     pc, gc = p - p.mean(), g - g.mean()
     den = math.sqrt(float((pc**2).sum()) * float((gc**2).sum()))
     if bool(p.max() == p.min()) or bool(g.max() == g.min()) or den == 0.0:
-        warnings.warn("lip_sync_corr: a mouth-opening series is constant; correlation undefined (nan)",
-                      RuntimeWarning, stacklevel=2)
+        warnings.warn(
+            "lip_sync_corr: a mouth-opening series is constant; correlation undefined (nan)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
         return float("nan")
     return float((pc * gc).sum()) / den

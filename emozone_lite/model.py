@@ -11,6 +11,7 @@ The whole data flow of DESIGN.md in one ``nn.Module``::
 ``ModelConfig(fusion="implicit", temporal="per_frame")`` gives the baselines of the
 ablation; everything else (sizes, seed, data) stays the same.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
@@ -91,7 +92,7 @@ class ModelConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ModelConfig":
+    def from_dict(cls, d: dict) -> ModelConfig:
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
@@ -236,7 +237,11 @@ class EmoZoneLite(nn.Module):
         self.audio_encoder = AudioEncoder(c.n_mels, c.d_model, c.audio_context, c.hidden)
         if c.temporal == "citae":
             self.au_encoder: nn.Module = CITAE(
-                n_aus=N_AUS, window=c.au_window, patch_len=c.patch_len, stride=c.patch_stride, d_model=c.d_model,
+                n_aus=N_AUS,
+                window=c.au_window,
+                patch_len=c.patch_len,
+                stride=c.patch_stride,
+                d_model=c.d_model,
                 revin_eps=0.02,  # RevIN variance floor for intensities scaled to [0, 1] (0.5 on the 0-5 scale)
                 pretext=False,  # no reconstruction decoder inside the full model
             )
@@ -309,7 +314,7 @@ class EmoZoneLite(nn.Module):
         """Per-vertex displacement ``[B, 468, 3]`` read out from Gaussian offsets ``[B, N, 3]``
         (same as ``vertex_readout_matrix(...) @ dmeans``, as a scatter)."""
         B = dmeans.shape[0]
-        contrib = (dmeans.repeat_interleave(3, dim=1) * self.readout_weights[None, :, None])  # [B, 3N, 3]
+        contrib = dmeans.repeat_interleave(3, dim=1) * self.readout_weights[None, :, None]  # [B, 3N, 3]
         out = dmeans.new_zeros(B, self.rest_vertices.shape[0], 3)
         return out.index_add(1, self.readout_verts, contrib)
 
@@ -320,18 +325,35 @@ class EmoZoneLite(nn.Module):
             a, u = a[frames], u[frames]
         return self.deform(a, u)
 
-    def render(self, state: HeadState, viewmats: Tensor, Ks: Tensor, width: int, height: int,
-               background: Tensor | None = None, backend: str = "auto") -> Tensor:
+    def render(
+        self,
+        state: HeadState,
+        viewmats: Tensor,
+        Ks: Tensor,
+        width: int,
+        height: int,
+        background: Tensor | None = None,
+        backend: str = "auto",
+    ) -> Tensor:
         """Render ``B`` frames from ``C`` cameras → ``[B, C, H, W, 3]``."""
-        from .render import rasterize  # noqa: PLC0415
+        from .render import rasterize
 
         C = viewmats.shape[0]
         bg = None if background is None else background.to(self.means).expand(C, 3)
         out = []
         for b in range(state.means.shape[0]):
             img, _, _ = rasterize(
-                state.means[b], state.quats[b], state.scales[b], self.opacities, self.colors,
-                viewmats, Ks, width, height, backend=backend, backgrounds=bg,
+                state.means[b],
+                state.quats[b],
+                state.scales[b],
+                self.opacities,
+                self.colors,
+                viewmats,
+                Ks,
+                width,
+                height,
+                backend=backend,
+                backgrounds=bg,
             )
             out.append(img)
         return torch.stack(out)

@@ -50,9 +50,7 @@ __all__ = [
 OPENFACE_AU_C: tuple[str, ...] = tuple(sorted(AU_NAMES + ("AU28",)))
 
 
-def openface_columns(
-    n_eye_landmarks: int = 56, n_face_landmarks: int = 68, n_model_modes: int = 34
-) -> tuple[str, ...]:
+def openface_columns(n_eye_landmarks: int = 56, n_face_landmarks: int = 68, n_model_modes: int = 34) -> tuple[str, ...]:
     """The column names of OpenFace 2.x ``FeatureExtraction`` output (all outputs on).
 
     Order as OpenFace's ``RecorderCSV::WriteHeader``: ``frame, face_id, timestamp,
@@ -69,8 +67,7 @@ def openface_columns(
         (714, ('frame', 'face_id', 'timestamp'), 'AU45_c')
     """
     cols = ["frame", "face_id", "timestamp", "confidence", "success"]
-    cols += ["gaze_0_x", "gaze_0_y", "gaze_0_z", "gaze_1_x", "gaze_1_y", "gaze_1_z",
-             "gaze_angle_x", "gaze_angle_y"]
+    cols += ["gaze_0_x", "gaze_0_y", "gaze_0_z", "gaze_1_x", "gaze_1_y", "gaze_1_z", "gaze_angle_x", "gaze_angle_y"]
     for axis in ("x", "y", "X", "Y", "Z"):
         cols += [f"eye_lmk_{axis}_{i}" for i in range(n_eye_landmarks)]
     cols += ["pose_Tx", "pose_Ty", "pose_Tz", "pose_Rx", "pose_Ry", "pose_Rz"]
@@ -162,9 +159,7 @@ def read_openface_csv(
             try:
                 out[k] = float(cell)
             except ValueError:
-                raise ValueError(
-                    f"{path}, line {line}, column {names[j]!r}: {cell!r} is not a number"
-                ) from None
+                raise ValueError(f"{path}, line {line}, column {names[j]!r}: {cell!r} is not a number") from None
         return out
 
     keep = np.ones(len(body), dtype=bool)
@@ -204,8 +199,9 @@ def read_openface_csv(
     nan_rows = ~np.isfinite(values).all(axis=1)
     if nan_rows.any():
         warnings.warn(
-            f"{path}: {int(nan_rows.sum())} frame(s) with NaN/empty AU values are treated as failed "
-            "and interpolated", UserWarning, stacklevel=2,
+            f"{path}: {int(nan_rows.sum())} frame(s) with NaN/empty AU values are treated as failed and interpolated",
+            UserWarning,
+            stacklevel=2,
         )
     ok &= ~nan_rows
     if not ok.any():

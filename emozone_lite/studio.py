@@ -19,6 +19,7 @@ CIT-AE is channel-independent, only the edited AUs' tokens change. In the export
 video an override is held over the whole clip, which gives every frame exactly the
 token ``render_frame`` shows for it (:meth:`Studio.edited_track`).
 """
+
 from __future__ import annotations
 
 import io
@@ -58,7 +59,9 @@ def _resolve_audio(audio: str | os.PathLike) -> Path:
         return p
     if p.parent == Path(".") or str(p.parent) == "":
         return data_path(str(p))  # a bundled sample name; raises a clear FileNotFoundError
-    raise FileNotFoundError(f"audio file not found: {p}; pass a path or the name of a bundled sample such as 'arctic_a0007.wav'")
+    raise FileNotFoundError(
+        f"audio file not found: {p}; pass a path or the name of a bundled sample such as 'arctic_a0007.wav'"
+    )
 
 
 def _au_column(key: int | str) -> int:
@@ -111,13 +114,26 @@ class Studio:
         torch.Size([32, 32, 3])
     """
 
-    def __init__(self, model, audio: str | os.PathLike = "arctic_a0007.wav", aus=None, *, fps: float = 25.0,
-                 pitch: float = 0.0, radius: float = 4.0, fov: float = 30.0,
-                 background: Sequence[float] = (1.0, 1.0, 1.0), backend: str = "auto", threads: int | None = None) -> None:
+    def __init__(
+        self,
+        model,
+        audio: str | os.PathLike = "arctic_a0007.wav",
+        aus=None,
+        *,
+        fps: float = 25.0,
+        pitch: float = 0.0,
+        radius: float = 4.0,
+        fov: float = 30.0,
+        background: Sequence[float] = (1.0, 1.0, 1.0),
+        backend: str = "auto",
+        threads: int | None = None,
+    ) -> None:
         from .model import EmoZoneLite
 
         if not isinstance(model, EmoZoneLite):
-            raise ValueError(f"model must be an EmoZoneLite (e.g. emozone_lite.train.pretrained()), got {type(model).__name__}")
+            raise ValueError(
+                f"model must be an EmoZoneLite (e.g. emozone_lite.train.pretrained()), got {type(model).__name__}"
+            )
         self.model = model.eval()
         self.audio_path = _resolve_audio(audio)
         self.wave = load_audio(self.audio_path, FEATURE_SR)
@@ -138,7 +154,10 @@ class Studio:
         configure_threads(threads)  # once, explicitly; nothing is flipped per render
 
         fusion = model.fusion
-        self.has_bias = isinstance(fusion, SZPAB) and tuple(fusion.bias_table.shape) == (len(ZONE_ORDER), len(MODALITY_NAMES))
+        self.has_bias = isinstance(fusion, SZPAB) and tuple(fusion.bias_table.shape) == (
+            len(ZONE_ORDER),
+            len(MODALITY_NAMES),
+        )
         self.default_bias: Tensor | None = fusion.bias_table.detach().clone().cpu() if self.has_bias else None
 
         with torch.no_grad():
@@ -191,10 +210,14 @@ class Studio:
         if bias is None:
             return self.model.fusion.bias_table.detach().clone().cpu() if self.has_bias else None
         if not self.has_bias:
-            raise ValueError(f"this model ({self.model.config.name}) has no zone x modality bias table to set; pass bias=None")
+            raise ValueError(
+                f"this model ({self.model.config.name}) has no zone x modality bias table to set; pass bias=None"
+            )
         b = torch.as_tensor(bias, dtype=torch.float32).cpu()
         if b.shape != (3, 3):
-            raise ValueError(f"bias must have shape [3, 3] (rows upper, lower, synergy; columns audio, au, null), got {tuple(b.shape)}")
+            raise ValueError(
+                f"bias must have shape [3, 3] (rows upper, lower, synergy; columns audio, au, null), got {tuple(b.shape)}"
+            )
         if bool(torch.isnan(b).any()) or bool(torch.isposinf(b).any()):
             raise ValueError("bias contains NaN or +inf; use finite numbers (or -inf for a hard mask)")
         return b
@@ -323,8 +346,9 @@ class Studio:
         if key not in self._cameras:
             if len(self._cameras) > 64:
                 self._cameras.clear()
-            cam = Camera.orbit(yaw_deg=float(yaw), pitch_deg=self.pitch, radius=self.radius, fov_deg=self.fov,
-                               width=size, height=size)
+            cam = Camera.orbit(
+                yaw_deg=float(yaw), pitch_deg=self.pitch, radius=self.radius, fov_deg=self.fov, width=size, height=size
+            )
             self._cameras[key] = cam.to(self.track.device)
         return self._cameras[key]
 
@@ -332,12 +356,20 @@ class Studio:
     def render_state(self, state, yaw: float = 0.0, size: int = 256) -> Tensor:
         """Render a batch-1 ``HeadState`` → ``[H, W, 3]`` float in [0, 1]."""
         cam = self.camera(yaw, size)
-        img = self.model.render(state, cam.viewmat[None], cam.K[None], cam.width, cam.height,
-                                background=self.background, backend=self.backend)
+        img = self.model.render(
+            state,
+            cam.viewmat[None],
+            cam.K[None],
+            cam.width,
+            cam.height,
+            background=self.background,
+            backend=self.backend,
+        )
         return img[0, 0]
 
-    def render_frame(self, t: int, aus=None, bias=None, yaw: float = 0.0, size: int = 256,
-                     held: Iterable[int | str] | None = None) -> Tensor:
+    def render_frame(
+        self, t: int, aus=None, bias=None, yaw: float = 0.0, size: int = 256, held: Iterable[int | str] | None = None
+    ) -> Tensor:
         """Frame ``t`` with the AUs ``aus [17]`` (held over the window around ``t``), the bias
         table ``bias [3, 3]`` and the camera at ``yaw`` → image ``[size, size, 3]`` in [0, 1].
 
@@ -365,9 +397,16 @@ class Studio:
         return mass
 
     @torch.no_grad()
-    def render_clip(self, overrides: Mapping[int | str, float] | None = None, bias=None, yaw: float = 0.0,
-                    size: int = 256, frames: int | slice | Sequence[int] | None = None, chunk: int = 8,
-                    progress: bool = False) -> Tensor:
+    def render_clip(
+        self,
+        overrides: Mapping[int | str, float] | None = None,
+        bias=None,
+        yaw: float = 0.0,
+        size: int = 256,
+        frames: int | slice | Sequence[int] | None = None,
+        chunk: int = 8,
+        progress: bool = False,
+    ) -> Tensor:
         """Frames ``[F, size, size, 3]`` of the clip with ``overrides`` held (see :meth:`edited_track`).
 
         ``frames``: ``None`` (all), an int ``n`` (the first ``n``), a slice or indices.
@@ -375,15 +414,28 @@ class Studio:
         from tqdm.auto import tqdm
 
         idx = self._frame_indices(frames)
-        u_all = self.au_tokens if not overrides else self.model.encode(self.mel_windows, self.energy, self.edited_track(overrides))[1]
+        u_all = (
+            self.au_tokens
+            if not overrides
+            else self.model.encode(self.mel_windows, self.energy, self.edited_track(overrides))[1]
+        )
         cam = self.camera(yaw, size)
         out = []
         with self._bias_applied(self._bias(bias)):
             for i in tqdm(range(0, len(idx), chunk), desc="studio export", disable=not progress):
                 f = idx[i : i + chunk]
                 st = self.model.deform(self.audio_tokens[f], u_all[f])
-                out.append(self.model.render(st, cam.viewmat[None], cam.K[None], cam.width, cam.height,
-                                             background=self.background, backend=self.backend)[:, 0])
+                out.append(
+                    self.model.render(
+                        st,
+                        cam.viewmat[None],
+                        cam.K[None],
+                        cam.width,
+                        cam.height,
+                        background=self.background,
+                        backend=self.backend,
+                    )[:, 0]
+                )
         return torch.cat(out)
 
     def _frame_indices(self, frames) -> Tensor:
@@ -402,9 +454,16 @@ class Studio:
             raise ValueError(f"frames must select at least one of the clip's {T} frames")
         return idx
 
-    def export_video(self, path: str | os.PathLike | None = None, overrides: Mapping[int | str, float] | None = None,
-                     bias=None, yaw: float = 0.0, size: int = 256, frames: int | slice | Sequence[int] | None = None,
-                     progress: bool = False) -> Path:
+    def export_video(
+        self,
+        path: str | os.PathLike | None = None,
+        overrides: Mapping[int | str, float] | None = None,
+        bias=None,
+        yaw: float = 0.0,
+        size: int = 256,
+        frames: int | slice | Sequence[int] | None = None,
+        progress: bool = False,
+    ) -> Path:
         """Render the clip (see :meth:`render_clip`) and write an mp4 with the matching stretch
         of speech (``viz.write_video``). Default path: :func:`default_export_path`.
 
@@ -414,7 +473,9 @@ class Studio:
 
         idx = self._frame_indices(frames)
         if len(idx) > 1 and not bool((idx[1:] - idx[:-1] == 1).all()):
-            raise ValueError("export_video needs consecutive frames (the speech is cut to match); pass an int or a slice")
+            raise ValueError(
+                "export_video needs consecutive frames (the speech is cut to match); pass an int or a slice"
+            )
         video = self.render_clip(overrides, bias, yaw, size, idx, progress=progress)
         s0 = int(round(int(idx[0]) / self.fps * self.sr))
         s1 = min(len(self.wave), int(round((int(idx[-1]) + 1) / self.fps * self.sr)))
@@ -427,5 +488,3 @@ class Studio:
         buf = io.BytesIO()
         sf.write(buf, self.wave, self.sr, format="WAV", subtype="PCM_16")
         return buf.getvalue()
-
-

@@ -37,6 +37,7 @@ Windows and anchors (``sliding_windows``):
 Frames outside the track are filled by edge padding (the first / last frame is
 repeated), so a window longer than the track is fine.
 """
+
 from __future__ import annotations
 
 import math
@@ -146,8 +147,7 @@ class RevIN(nn.Module):
     def _check(self, x: Tensor) -> None:
         if x.ndim < 2 or x.shape[-2] != self.num_channels:
             raise ValueError(
-                f"RevIN expects x of shape [..., {self.num_channels}, L] (channels, then time), "
-                f"got {tuple(x.shape)}"
+                f"RevIN expects x of shape [..., {self.num_channels}, L] (channels, then time), got {tuple(x.shape)}"
             )
 
     def forward(self, x: Tensor, mode: str = "norm") -> Tensor:
@@ -191,8 +191,7 @@ def _check_patching(window: int, patch_len: int, stride: int) -> None:
         raise ValueError(f"stride must be positive (frames between patch starts), got {stride}")
     if patch_len > window:
         raise ValueError(
-            f"patch_len ({patch_len}) is longer than the window ({window}); "
-            "use a shorter patch or a longer window"
+            f"patch_len ({patch_len}) is longer than the window ({window}); use a shorter patch or a longer window"
         )
 
 
@@ -333,8 +332,9 @@ def _track_and_frames(au_track, n_aus: int, frames) -> tuple[Tensor, Tensor | No
         frames = torch.as_tensor(frames, dtype=torch.long, device=t.device).reshape(-1)
         T = t.shape[1]
         if frames.numel() and (int(frames.min()) < -T or int(frames.max()) >= T):
-            raise ValueError(f"frames must index the track's {T} frames, got range "
-                             f"[{int(frames.min())}, {int(frames.max())}]")
+            raise ValueError(
+                f"frames must index the track's {T} frames, got range [{int(frames.min())}, {int(frames.max())}]"
+            )
     return t, frames, unbatched
 
 
@@ -415,8 +415,12 @@ class CITAE(_Pretext, nn.Module):
         # shared temporal encoder over the patches of one channel's window
         if n_layers > 0:
             layer = nn.TransformerEncoderLayer(
-                d_model, n_heads, dim_feedforward=2 * d_model, dropout=dropout,
-                batch_first=True, norm_first=True,
+                d_model,
+                n_heads,
+                dim_feedforward=2 * d_model,
+                dropout=dropout,
+                batch_first=True,
+                norm_first=True,
             )
             self.encoder: nn.Module = nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
         else:
@@ -547,7 +551,10 @@ class PerFrameAUEncoder(_Pretext, nn.Module):
         window_offsets(window, anchor)  # validates
         self.n_aus, self.d_model, self.window, self.anchor = int(n_aus), int(d_model), int(window), anchor
         self.mlp = nn.Sequential(
-            nn.Linear(n_aus, hidden), nn.GELU(), nn.Linear(hidden, hidden), nn.GELU(),
+            nn.Linear(n_aus, hidden),
+            nn.GELU(),
+            nn.Linear(hidden, hidden),
+            nn.GELU(),
             nn.Linear(hidden, n_aus * d_model),
         )
         self.recon = nn.Linear(d_model, window) if pretext else None

@@ -7,6 +7,7 @@ like OpenFace on real video); its supervision is the teacher's rendered frames
 (L1 + D-SSIM) plus, optionally, the teacher's 2D landmarks (observable in real video
 with any landmark detector).
 """
+
 from __future__ import annotations
 
 import json
@@ -35,7 +36,6 @@ from .utils import atomic_write, cache_dir, data_path, fast_mode, seed_everythin
 #: (wav, phone label) of the bundled utterances: training speech and held-out speech.
 TRAIN_UTTERANCES = (("arctic_a0009.wav", "arctic_a0009_phone.lab"),)
 TEST_UTTERANCES = (("arctic_a0007.wav", "arctic_a0007_phone.lab"),)
-
 
 
 @dataclass
@@ -78,7 +78,7 @@ class TrainConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
+    def from_dict(cls, d: dict) -> TrainConfig:
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
@@ -89,7 +89,7 @@ class TrainConfig:
         return cls(**d)
 
     @classmethod
-    def fast(cls, **kw) -> "TrainConfig":
+    def fast(cls, **kw) -> TrainConfig:
         """A small configuration for CI and ``--fast`` runs (same code, fewer steps / pixels)."""
         base = dict(steps=80, image_size=64, n_scripts=2, ckpt_every=20)
         base.update(kw)
@@ -158,7 +158,9 @@ def au_script(duration_s: float, seed: int, fps: float = 25.0) -> aus_mod.AUTrac
     return aus_mod.blink_track(track, fps=fps, seed=seed)
 
 
-def edit_script(duration_s: float, before: str = "neutral", after: str = "surprise", fps: float = 25.0, seed: int = 0) -> aus_mod.AUTrack:
+def edit_script(
+    duration_s: float, before: str = "neutral", after: str = "surprise", fps: float = 25.0, seed: int = 0
+) -> aus_mod.AUTrack:
     """The demo's expression edit: ``before`` for the first half, ``after`` from halfway."""
     h = duration_s / 2
     keys = [(0.0, before), (h - 0.15, before), (h + 0.15, after), (duration_s, after)]
@@ -175,8 +177,17 @@ def make_cameras(cfg: TrainConfig) -> list[Camera]:
     return [Camera.orbit(yaw_deg=y, width=cfg.image_size, height=cfg.image_size) for y in cfg.yaws]
 
 
-def make_clip(wav: str | os.PathLike, lab: str | os.PathLike | None, script: aus_mod.AUTrack, cameras: list[Camera],
-              au_noise: float, seed: int, name: str, head=None, rig: TeacherRig | None = None) -> Clip:
+def make_clip(
+    wav: str | os.PathLike,
+    lab: str | os.PathLike | None,
+    script: aus_mod.AUTrack,
+    cameras: list[Camera],
+    au_noise: float,
+    seed: int,
+    name: str,
+    head=None,
+    rig: TeacherRig | None = None,
+) -> Clip:
     """Teacher ground truth + student inputs for one utterance and one AU script."""
     feats = features_from_file(wav)
     T = feats.n_frames
@@ -229,8 +240,9 @@ def build_dataset(cfg: TrainConfig, progress: bool = True) -> Dataset:
 CKPT_VERSION = 1
 
 
-def save_checkpoint(path: str | os.PathLike, model: EmoZoneLite, optimizer, step: int, train_cfg: TrainConfig,
-                    history: list[dict]) -> Path:
+def save_checkpoint(
+    path: str | os.PathLike, model: EmoZoneLite, optimizer, step: int, train_cfg: TrainConfig, history: list[dict]
+) -> Path:
     """Write a checkpoint atomically (temporary file + rename): an interrupted save never
     corrupts the previous checkpoint."""
     payload = {
@@ -258,20 +270,28 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     try:
         ck = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated, not a torch file, pickled objects …
-        raise ValueError(f"cannot read checkpoint {path}: {type(e).__name__}: {e}; expected a file written by emozone-lite train") from e
+        raise ValueError(
+            f"cannot read checkpoint {path}: {type(e).__name__}: {e}; expected a file written by emozone-lite train"
+        ) from e
     if not isinstance(ck, dict) or ck.get("version") != CKPT_VERSION or "model_config" not in ck:
         raise ValueError(f"{path} is not an emozone-lite checkpoint (version {CKPT_VERSION} with a model_config)")
     return ck
 
 
-def load_model(path: str | os.PathLike, head=None, expected_config: ModelConfig | None = None) -> tuple[EmoZoneLite, dict]:
+def load_model(
+    path: str | os.PathLike, head=None, expected_config: ModelConfig | None = None
+) -> tuple[EmoZoneLite, dict]:
     """Rebuild a model from a checkpoint. Raises ``ValueError`` when ``expected_config``
     differs from the checkpoint's (naming the differing fields)."""
     ck = read_checkpoint(path)
     cfg = ModelConfig.from_dict(ck["model_config"])
     if expected_config is not None and expected_config != cfg:
-        diff = {k: (v, getattr(expected_config, k)) for k, v in cfg.to_dict().items() if getattr(expected_config, k) != v}
-        raise ValueError(f"checkpoint {path} was trained with another config; differing fields (checkpoint, requested): {diff}")
+        diff = {
+            k: (v, getattr(expected_config, k)) for k, v in cfg.to_dict().items() if getattr(expected_config, k) != v
+        }
+        raise ValueError(
+            f"checkpoint {path} was trained with another config; differing fields (checkpoint, requested): {diff}"
+        )
     model = EmoZoneLite(cfg, load_head() if head is None else head)
     try:
         model.load_state_dict(ck["model"])
@@ -290,8 +310,15 @@ def _project(vertices: Tensor, viewmats: Tensor, Ks: Tensor) -> Tensor:
     return uv * f + c
 
 
-def train(model_cfg: ModelConfig, train_cfg: TrainConfig, data: Dataset, out_dir: str | os.PathLike | None = None,
-          resume: bool = True, progress: bool = True, head=None) -> tuple[EmoZoneLite, list[dict]]:
+def train(
+    model_cfg: ModelConfig,
+    train_cfg: TrainConfig,
+    data: Dataset,
+    out_dir: str | os.PathLike | None = None,
+    resume: bool = True,
+    progress: bool = True,
+    head=None,
+) -> tuple[EmoZoneLite, list[dict]]:
     """Train one model; checkpoints to ``out_dir/checkpoint.pt`` every ``ckpt_every`` steps.
 
     With ``resume=True`` and a checkpoint present, training continues from its step
@@ -331,7 +358,13 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, data: Dataset, out_dir
     viewmats, Ks, S = data.viewmats, data.Ks, train_cfg.image_size
     bg = torch.ones(3)
     model.train()
-    bar = tqdm(range(start, train_cfg.steps), desc=f"train {model_cfg.name}", disable=not progress, initial=start, total=train_cfg.steps)
+    bar = tqdm(
+        range(start, train_cfg.steps),
+        desc=f"train {model_cfg.name}",
+        disable=not progress,
+        initial=start,
+        total=train_cfg.steps,
+    )
     for step in bar:
         t0 = time.perf_counter()
         ci, frames, views = _draw(rng, data, train_cfg)
@@ -349,7 +382,13 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, data: Dataset, out_dir
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        rec = {"step": step + 1, "loss": loss.item(), "photo": photo.item(), "lmk": lmk_loss.item(), "seconds": time.perf_counter() - t0}
+        rec = {
+            "step": step + 1,
+            "loss": loss.item(),
+            "photo": photo.item(),
+            "lmk": lmk_loss.item(),
+            "seconds": time.perf_counter() - t0,
+        }
         history.append(rec)
         bar.set_postfix(loss=f"{rec['loss']:.4f}")
         if ckpt is not None and ((step + 1) % train_cfg.ckpt_every == 0 or step + 1 == train_cfg.steps):
@@ -368,8 +407,14 @@ def _draw(rng: random.Random, data: Dataset, cfg: TrainConfig) -> tuple[int, Ten
 
 # ---------------------------------------------------------------------- evaluation
 @torch.no_grad()
-def predict(model: EmoZoneLite, clip: Clip, data: Dataset, frames: Tensor | None = None, image_size: int | None = None,
-            chunk: int = 8) -> dict[str, Tensor]:
+def predict(
+    model: EmoZoneLite,
+    clip: Clip,
+    data: Dataset,
+    frames: Tensor | None = None,
+    image_size: int | None = None,
+    chunk: int = 8,
+) -> dict[str, Tensor]:
     """Student renders ``[T, C, H, W, 3]``, vertices ``[T, 468, 3]`` and landmarks ``[T, C, 468, 2]``."""
     S = image_size or data.cameras[0].width
     frames = torch.arange(clip.n_frames) if frames is None else frames
@@ -414,7 +459,9 @@ def evaluate_clip(model: EmoZoneLite, clip: Clip, data: Dataset, frames: Tensor 
     # how much the upper face moves, relative to the teacher (a frozen face has zero jitter)
     rest = _project(model.rest_vertices[None], data.viewmats, data.Ks)[0, front, upper_idx]
     gt_motion = float((gt_lmk[:, front, upper_idx] - rest).norm(dim=-1).mean())
-    out["motion_upper"] = float((pred["landmarks2d"][:, front, upper_idx] - rest).norm(dim=-1).mean()) / max(gt_motion, 1e-8)
+    out["motion_upper"] = float((pred["landmarks2d"][:, front, upper_idx] - rest).norm(dim=-1).mean()) / max(
+        gt_motion, 1e-8
+    )
     if len(frames) >= 3 and bool((frames[1:] - frames[:-1] == 1).all()):  # jitter needs consecutive frames
         out["jitter_upper_lmk"] = float(jitter(pred["landmarks2d"][:, front, upper_idx].numpy()))
         out["jitter_upper_lmk_teacher"] = float(jitter(gt_lmk[:, front, upper_idx].numpy()))
@@ -451,8 +498,15 @@ ABLATION_RUNS = (
 )
 
 TABLE_COLUMNS = (
-    ("psnr", "PSNR ↑"), ("ssim", "SSIM ↑"), ("lmd_mouth", "LMD-mouth ↓"), ("lmd_upper", "LMD-upper ↓"),
-    ("aue_upper", "AUE-U ↓"), ("aue_lower", "AUE-L ↓"), ("motion_upper", "motion-U (1 = teacher)"), ("jitter_upper_lmk", "jitter-U ↓"), ("jitter_au", "AU jitter ↓"),
+    ("psnr", "PSNR ↑"),
+    ("ssim", "SSIM ↑"),
+    ("lmd_mouth", "LMD-mouth ↓"),
+    ("lmd_upper", "LMD-upper ↓"),
+    ("aue_upper", "AUE-U ↓"),
+    ("aue_lower", "AUE-L ↓"),
+    ("motion_upper", "motion-U (1 = teacher)"),
+    ("jitter_upper_lmk", "jitter-U ↓"),
+    ("jitter_au", "AU jitter ↓"),
     ("lip_sync", "lip-sync ↑"),
 )
 
@@ -495,7 +549,9 @@ def ablation_table(results: dict[str, dict], split: str) -> str:
     lines = [head, sep]
     for name, r in rows.items():
         cells = [r.get(k) for k, _ in TABLE_COLUMNS]
-        lines.append(f"| {name} | " + " | ".join("–" if v is None or not math.isfinite(v) else f"{v:.4g}" for v in cells) + " |")
+        lines.append(
+            f"| {name} | " + " | ".join("–" if v is None or not math.isfinite(v) else f"{v:.4g}" for v in cells) + " |"
+        )
     return "\n".join(lines)
 
 
@@ -504,8 +560,15 @@ def run_name(model_cfg: ModelConfig) -> str:
     return f"{model_cfg.name.replace('+', '_')}-{_key(model_cfg.to_dict(), {'model_version': MODEL_VERSION})}"
 
 
-def run_ablation(train_cfg: TrainConfig, data: Dataset, out_dir: str | os.PathLike, runs=ABLATION_RUNS,
-                 progress: bool = True, resume: bool = True, runs_dir: str | os.PathLike | None = None) -> dict:
+def run_ablation(
+    train_cfg: TrainConfig,
+    data: Dataset,
+    out_dir: str | os.PathLike,
+    runs=ABLATION_RUNS,
+    progress: bool = True,
+    resume: bool = True,
+    runs_dir: str | os.PathLike | None = None,
+) -> dict:
     """Train and evaluate each run with the same seed and budget; write
     ``ablation.json``, ``ablation.md`` and ``ablation.png`` to ``out_dir``.
 
@@ -519,7 +582,11 @@ def run_ablation(train_cfg: TrainConfig, data: Dataset, out_dir: str | os.PathLi
         results[cfg.name] = evaluate(model, data)
         models[cfg.name], histories[cfg.name] = model, hist
     test_split = heldout_split(results)
-    claim = claim_check({n: r[test_split] for n, r in results.items()}) if {"szpab+citae", "implicit+per_frame"} <= set(results) else None
+    claim = (
+        claim_check({n: r[test_split] for n, r in results.items()})
+        if {"szpab+citae", "implicit+per_frame"} <= set(results)
+        else None
+    )
     report = {
         "train_config": train_cfg.to_dict(),
         "results": results,
@@ -528,7 +595,10 @@ def run_ablation(train_cfg: TrainConfig, data: Dataset, out_dir: str | os.PathLi
     }
     with atomic_write(out_dir / "ablation.json", "w") as f:
         json.dump(json_safe(report), f, indent=2, allow_nan=False)
-    md = [f"# Ablation (seed {train_cfg.seed}, {train_cfg.steps} steps, {train_cfg.image_size}px, {os.cpu_count()} cores)", ""]
+    md = [
+        f"# Ablation (seed {train_cfg.seed}, {train_cfg.steps} steps, {train_cfg.image_size}px, {os.cpu_count()} cores)",
+        "",
+    ]
     md += [f"## Held-out utterance ({test_split.split(':', 1)[1]})", "", ablation_table(results, test_split), ""]
     if "heldout_frames" in next(iter(results.values())):
         md += ["## Held-out frames of the training clips", "", ablation_table(results, "heldout_frames"), ""]
@@ -536,12 +606,16 @@ def run_ablation(train_cfg: TrainConfig, data: Dataset, out_dir: str | os.PathLi
         verdict = "holds" if claim["holds"] else "does NOT hold"
         md += [f"**Paper claim on the held-out utterance {verdict} in this run.**", ""]
         md += [f"- {k}: {'yes' if v else 'no'}" for k, v in claim["parts"].items()]
-        md += ["", "Read jitter together with motion-U (the upper face's mean landmark motion relative to the "
-               "teacher's): a run that barely moves the upper face has almost no jitter because it has almost no "
-               "motion, not because it is temporally coherent.",
-               "", "Jitter is the mean squared second difference of the front-view upper-face landmark track "
-               "(pixels²) and of the AU track estimated from it; AUs are estimated from landmarks with the same "
-               "geometric estimator for student and teacher."]
+        md += [
+            "",
+            "Read jitter together with motion-U (the upper face's mean landmark motion relative to the "
+            "teacher's): a run that barely moves the upper face has almost no jitter because it has almost no "
+            "motion, not because it is temporally coherent.",
+            "",
+            "Jitter is the mean squared second difference of the front-view upper-face landmark track "
+            "(pixels²) and of the AU track estimated from it; AUs are estimated from landmarks with the same "
+            "geometric estimator for student and teacher.",
+        ]
     with atomic_write(out_dir / "ablation.md", "w") as f:
         f.write("\n".join(md) + "\n")
     fig = plot_ablation(results, test_split)
@@ -558,7 +632,12 @@ def plot_ablation(results: dict[str, dict], split: str):
     """Bar charts of the key metrics of each run → ``Figure``."""
     import matplotlib.pyplot as plt
 
-    keys = [("aue_upper", "AUE-U ↓"), ("jitter_upper_lmk", "jitter-U ↓"), ("psnr", "PSNR ↑"), ("lip_sync", "lip-sync ↑")]
+    keys = [
+        ("aue_upper", "AUE-U ↓"),
+        ("jitter_upper_lmk", "jitter-U ↓"),
+        ("psnr", "PSNR ↑"),
+        ("lip_sync", "lip-sync ↑"),
+    ]
     names = list(results)
     fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 3.2))
     colors = ["#bbbbbb", "#88aadd", "#ddaa66", "#cc4444"][: len(names)]
@@ -602,8 +681,14 @@ def cached_dataset(cfg: TrainConfig, progress: bool = True, directory: str | os.
         try:
             blob = torch.load(path, map_location="cpu", weights_only=True)
             clips = {s: [Clip(**{**c, "wav": Path(c["wav"])}) for c in blob[s]] for s in ("train", "test")}
-            ds = Dataset(clips["train"], clips["test"], make_cameras(cfg), cfg.holdout_every,
-                         list(blob["train_frames"]), list(blob["heldout_frames"]))
+            ds = Dataset(
+                clips["train"],
+                clips["test"],
+                make_cameras(cfg),
+                cfg.holdout_every,
+                list(blob["train_frames"]),
+                list(blob["heldout_frames"]),
+            )
             return ds
         except Exception:  # a stale or damaged cache is rebuilt, never trusted
             pass
@@ -624,8 +709,13 @@ def ablation_dir(train_cfg: TrainConfig, directory: str | os.PathLike | None = N
     return d / f"ablation-{_key(train_cfg.to_dict(), {'v': DATA_VERSION, 'model_version': MODEL_VERSION})}"
 
 
-def pretrained(model_cfg: ModelConfig | None = None, train_cfg: TrainConfig | None = None, data: Dataset | None = None,
-               progress: bool = True, directory: str | os.PathLike | None = None) -> EmoZoneLite:
+def pretrained(
+    model_cfg: ModelConfig | None = None,
+    train_cfg: TrainConfig | None = None,
+    data: Dataset | None = None,
+    progress: bool = True,
+    directory: str | os.PathLike | None = None,
+) -> EmoZoneLite:
     """A trained model for notebooks and the studio: loaded from the cache when a run with
     the same configs finished before (by ``make demo``, notebook 07 or an earlier call),
     else trained now (resuming an interrupted run) and cached."""
@@ -643,8 +733,9 @@ def pretrained(model_cfg: ModelConfig | None = None, train_cfg: TrainConfig | No
     return model
 
 
-def cached_ablation(train_cfg: TrainConfig | None = None, progress: bool = True,
-                    directory: str | os.PathLike | None = None) -> dict:
+def cached_ablation(
+    train_cfg: TrainConfig | None = None, progress: bool = True, directory: str | os.PathLike | None = None
+) -> dict:
     """The four-run ablation for ``train_cfg``, computed once and cached.
 
     Returns the ``ablation.json`` content plus ``"dir"`` (where ``ablation.md/.png`` and the
@@ -664,6 +755,7 @@ def cached_ablation(train_cfg: TrainConfig | None = None, progress: bool = True,
         report = json_safe({k: v for k, v in report.items() if k not in ("models", "histories")})
     report["dir"] = str(out)
     report["histories"] = {
-        cfg.name: json.loads(read_checkpoint(out / "runs" / run_name(cfg) / "checkpoint.pt")["history"]) for cfg in ABLATION_RUNS
+        cfg.name: json.loads(read_checkpoint(out / "runs" / run_name(cfg) / "checkpoint.pt")["history"])
+        for cfg in ABLATION_RUNS
     }
     return report

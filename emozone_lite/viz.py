@@ -2,12 +2,13 @@
 
 Plot helpers return a ``matplotlib.figure.Figure`` and never call ``plt.show()``.
 """
+
 from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -61,7 +62,9 @@ def image_grid(images: Sequence, titles: Sequence[str] | None = None, ncols: int
     return fig
 
 
-def write_video(frames, path: str | os.PathLike, fps: float = 25.0, audio: str | os.PathLike | tuple | None = None) -> Path:
+def write_video(
+    frames, path: str | os.PathLike, fps: float = 25.0, audio: str | os.PathLike | tuple | None = None
+) -> Path:
     """Write ``frames [T, H, W, 3]`` as an H.264 mp4, with ``audio`` as its sound track.
 
     Args:

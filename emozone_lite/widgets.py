@@ -11,6 +11,7 @@ Three layers, as everywhere in the toolkit:
 * **thin widget** — :func:`expression_studio` wires ``ipywidgets`` controls to a
   ``Studio`` and shows the render as a PNG ``ipywidgets.Image``.
 """
+
 from __future__ import annotations
 
 import html
@@ -56,7 +57,9 @@ def png_bytes(image, compress_level: int = 1) -> bytes:
     return buf.getvalue()
 
 
-def plot_zone_mass(mass, zones: Sequence[str] = ZONE_ORDER, modalities: Sequence[str] = MODALITY_NAMES, title: str | None = None):
+def plot_zone_mass(
+    mass, zones: Sequence[str] = ZONE_ORDER, modalities: Sequence[str] = MODALITY_NAMES, title: str | None = None
+):
     """Heat map of the attention share of each zone (rows) on each token modality (columns).
 
     Args:
@@ -91,13 +94,17 @@ def plot_au_edit(base, edited, t: int | None = None, names: Sequence[str] | None
     e = edited.detach().cpu().numpy() if isinstance(edited, Tensor) else np.asarray(edited, dtype=float)
     if b.ndim != 2 or b.shape[1] != aus_mod.N_AUS or b.shape != e.shape:
         raise ValueError(f"base and edited must both have shape [T, 17], got {b.shape} and {e.shape}")
-    cols = [aus_mod.au_index(n) for n in names] if names else [k for k in range(aus_mod.N_AUS) if not np.allclose(b[:, k], e[:, k])]
+    cols = (
+        [aus_mod.au_index(n) for n in names]
+        if names
+        else [k for k in range(aus_mod.N_AUS) if not np.allclose(b[:, k], e[:, k])]
+    )
     if not cols:
         cols = [aus_mod.au_index("AU45")]
     x = np.arange(len(b)) / fps
     fig, ax = plt.subplots(figsize=(6.0, 2.6))
     for k in cols:
-        line, = ax.plot(x, b[:, k], lw=1, alpha=0.6)
+        (line,) = ax.plot(x, b[:, k], lw=1, alpha=0.6)
         ax.plot(x, e[:, k], lw=2.2, color=line.get_color(), label=aus_mod.AU_NAMES[k])
     if t is not None:
         ax.axvline(t / fps, color="k", ls="--", lw=1)
@@ -127,9 +134,15 @@ class ExpressionStudio(W.VBox):
     held value; ``last_ms`` is the latency of the latest update.
     """
 
-    def __init__(self, studio: Studio, size: int = 256, continuous_update: bool | None = None,
-                 export_path: str | os.PathLike | None = None, export_size: int | None = None,
-                 export_frames: int | slice | None = None) -> None:
+    def __init__(
+        self,
+        studio: Studio,
+        size: int = 256,
+        continuous_update: bool | None = None,
+        export_path: str | os.PathLike | None = None,
+        export_size: int | None = None,
+        export_frames: int | slice | None = None,
+    ) -> None:
         self.studio = studio
         self.size = int(size)
         self.overrides: dict[str, float] = {}
@@ -153,14 +166,36 @@ class ExpressionStudio(W.VBox):
         cu = self.continuous_update
 
         self.image = W.Image(value=png_bytes(first), format="png", width=self.size, height=self.size)
-        self.frame = W.IntSlider(value=t0, min=0, max=studio.n_frames - 1, description="frame",
-                                 continuous_update=cu, layout=W.Layout(width=f"{max(self.size, 260)}px"))
-        self.yaw = W.FloatSlider(value=0.0, min=-60.0, max=60.0, step=1.0, description="yaw °",
-                                 continuous_update=cu, layout=W.Layout(width=f"{max(self.size, 260)}px"))
-        self.audio = W.Audio(value=studio.wav_bytes(), format="wav", autoplay=False, loop=False,
-                             layout=W.Layout(width=f"{max(self.size, 260)}px"))
-        self.export_button = W.Button(description="export video", icon="film", layout=W.Layout(width="140px", min_width="140px"),
-                                      tooltip="render the clip with these edits to an mp4 with the speech")
+        self.frame = W.IntSlider(
+            value=t0,
+            min=0,
+            max=studio.n_frames - 1,
+            description="frame",
+            continuous_update=cu,
+            layout=W.Layout(width=f"{max(self.size, 260)}px"),
+        )
+        self.yaw = W.FloatSlider(
+            value=0.0,
+            min=-60.0,
+            max=60.0,
+            step=1.0,
+            description="yaw °",
+            continuous_update=cu,
+            layout=W.Layout(width=f"{max(self.size, 260)}px"),
+        )
+        self.audio = W.Audio(
+            value=studio.wav_bytes(),
+            format="wav",
+            autoplay=False,
+            loop=False,
+            layout=W.Layout(width=f"{max(self.size, 260)}px"),
+        )
+        self.export_button = W.Button(
+            description="export video",
+            icon="film",
+            layout=W.Layout(width="140px", min_width="140px"),
+            tooltip="render the clip with these edits to an mp4 with the speech",
+        )
         self.status = W.HTML(value="")
         self.info = W.HTML(value="")
 
@@ -171,49 +206,87 @@ class ExpressionStudio(W.VBox):
         for zone, names in _au_groups().items():
             sl = []
             for n in names:
-                s = W.FloatSlider(value=float(base[aus_mod.au_index(n)]), min=0.0, max=5.0, step=0.1, description=n,
-                                  tooltip=aus_mod.FACS[n].name, continuous_update=cu, readout_format=".1f",
-                                  style={"description_width": "48px"}, layout=W.Layout(width="300px"))
+                s = W.FloatSlider(
+                    value=float(base[aus_mod.au_index(n)]),
+                    min=0.0,
+                    max=5.0,
+                    step=0.1,
+                    description=n,
+                    tooltip=aus_mod.FACS[n].name,
+                    continuous_update=cu,
+                    readout_format=".1f",
+                    style={"description_width": "48px"},
+                    layout=W.Layout(width="300px"),
+                )
                 s.observe(self._on_au(n), names="value")
                 self.au_sliders[n] = s
                 sl.append(W.HBox([s, W.Label(aus_mod.FACS[n].name, layout=W.Layout(width="150px"))]))
             panels.append(W.VBox(sl))
-            titles.append(f"{zone} face ({len(names)} AUs)" if zone != "synergy" else f"synergy: cheeks, nose, lip corners ({len(names)} AUs)")
+            titles.append(
+                f"{zone} face ({len(names)} AUs)"
+                if zone != "synergy"
+                else f"synergy: cheeks, nose, lip corners ({len(names)} AUs)"
+            )
         self.au_panel = W.Accordion(children=panels, titles=tuple(titles), selected_index=0)
 
         self.preset_buttons: dict[str, W.Button] = {}
         for name in aus_mod.PRESETS:
-            b = W.Button(description=name, layout=W.Layout(width="92px"), tooltip=f"set the AU sliders to the {name} preset")
+            b = W.Button(
+                description=name, layout=W.Layout(width="92px"), tooltip=f"set the AU sliders to the {name} preset"
+            )
             b.on_click(self._on_preset(name))
             self.preset_buttons[name] = b
-        self.reset_button = W.Button(description="back to track", tooltip="drop the AU edits: sliders follow the AU track again",
-                                     layout=W.Layout(width="130px"))
+        self.reset_button = W.Button(
+            description="back to track",
+            tooltip="drop the AU edits: sliders follow the AU track again",
+            layout=W.Layout(width="130px"),
+        )
         self.reset_button.on_click(lambda _b: self.reset_aus())
 
         # SZ-PAB bias table
         self.bias_sliders: dict[tuple[str, str], W.FloatSlider] = {}
-        rows = [W.HBox([W.Label("", layout=W.Layout(width="60px"))]
-                       + [W.Label(m, layout=W.Layout(width="150px")) for m in MODALITY_NAMES])]
+        rows = [
+            W.HBox(
+                [W.Label("", layout=W.Layout(width="60px"))]
+                + [W.Label(m, layout=W.Layout(width="150px")) for m in MODALITY_NAMES]
+            )
+        ]
         table = studio.default_bias if studio.has_bias else torch.zeros(3, 3)
         for i, z in enumerate(ZONE_ORDER):
             row = [W.Label(z, layout=W.Layout(width="60px"))]
             for j, m in enumerate(MODALITY_NAMES):
                 v = float(table[i, j])
-                s = W.FloatSlider(value=max(-8.0, min(8.0, v)), min=-8.0, max=8.0, step=0.1, readout_format=".1f",
-                                  continuous_update=cu, disabled=not studio.has_bias, layout=W.Layout(width="150px"))
+                s = W.FloatSlider(
+                    value=max(-8.0, min(8.0, v)),
+                    min=-8.0,
+                    max=8.0,
+                    step=0.1,
+                    readout_format=".1f",
+                    continuous_update=cu,
+                    disabled=not studio.has_bias,
+                    layout=W.Layout(width="150px"),
+                )
                 s.observe(self._on_bias, names="value")
                 self.bias_sliders[(z, m)] = s
                 row.append(s)
             rows.append(W.HBox(row))
         if studio.has_bias:
-            note = ("SZ-PAB bias B[zone, modality], added to the attention logits of each Gaussian "
-                    "(weighted by its zone membership). +2 vs −2 is a factor e⁴ ≈ 55 per token.")
+            note = (
+                "SZ-PAB bias B[zone, modality], added to the attention logits of each Gaussian "
+                "(weighted by its zone membership). +2 vs −2 is a factor e⁴ ≈ 55 per token."
+            )
         else:
-            note = (f"This model uses {studio.model.config.fusion!r} fusion: it has no zone × modality bias "
-                    "table, so these sliders are disabled.")
+            note = (
+                f"This model uses {studio.model.config.fusion!r} fusion: it has no zone × modality bias "
+                "table, so these sliders are disabled."
+            )
         self.bias_note = W.HTML(f"<small>{note}</small>")
-        self.bias_reset = W.Button(description="model's bias", disabled=not studio.has_bias, layout=W.Layout(width="130px", min_width="130px"),
-                                   tooltip="set the sliders back to the model's own table")
+        self.bias_reset = W.Button(
+            description="model's bias",
+            disabled=not studio.has_bias,
+            layout=W.Layout(width="130px", min_width="130px"),
+            tooltip="set the sliders back to the model's own table",
+        )
         self.bias_reset.on_click(lambda _b: self.reset_bias())
         self.bias_box = W.VBox(rows + [W.HBox([self.bias_reset, self.bias_note])])
 
@@ -221,14 +294,26 @@ class ExpressionStudio(W.VBox):
         self.yaw.observe(self._on_yaw, names="value")
         self.export_button.on_click(self._on_export)
 
-        help_html = W.HTML("<small>AU sliders follow the AU track at this frame. A slider you move is "
-                           "<b>held</b> at its value over CIT-AE's 32-frame window around the frame "
-                           "(and over the whole clip in the export).</small>")
+        help_html = W.HTML(
+            "<small>AU sliders follow the AU track at this frame. A slider you move is "
+            "<b>held</b> at its value over CIT-AE's 32-frame window around the frame "
+            "(and over the whole clip in the export).</small>"
+        )
         col = f"{max(self.size, 260) + 10}px"
-        left = W.VBox([self.image, self.frame, self.yaw, self.audio, self.export_button, self.status, self.info],
-                      layout=W.Layout(min_width=col, width=col, flex="0 0 auto"))
-        right = W.VBox([W.HBox(list(self.preset_buttons.values())[:4]), W.HBox(list(self.preset_buttons.values())[4:] + [self.reset_button]),
-                        help_html, self.au_panel, W.HTML("<b>SZ-PAB bias</b>"), self.bias_box])
+        left = W.VBox(
+            [self.image, self.frame, self.yaw, self.audio, self.export_button, self.status, self.info],
+            layout=W.Layout(min_width=col, width=col, flex="0 0 auto"),
+        )
+        right = W.VBox(
+            [
+                W.HBox(list(self.preset_buttons.values())[:4]),
+                W.HBox(list(self.preset_buttons.values())[4:] + [self.reset_button]),
+                help_html,
+                self.au_panel,
+                W.HTML("<b>SZ-PAB bias</b>"),
+                self.bias_box,
+            ]
+        )
         super().__init__([W.HBox([left, right])])
         self.add_class("emozone-studio")
         self._show_info()
@@ -245,13 +330,20 @@ class ExpressionStudio(W.VBox):
         """The ``[3, 3]`` table of the bias sliders (``None`` without a bias table)."""
         if not self.studio.has_bias:
             return None
-        return torch.tensor([[self.bias_sliders[(z, m)].value for m in MODALITY_NAMES] for z in ZONE_ORDER],
-                            dtype=torch.float32)
+        return torch.tensor(
+            [[self.bias_sliders[(z, m)].value for m in MODALITY_NAMES] for z in ZONE_ORDER], dtype=torch.float32
+        )
 
     def compute(self) -> Tensor:
         """The image ``[H, W, 3]`` for the widgets' current values (pure compute)."""
-        return self.studio.render_frame(self.frame.value, self.current_aus(), self.current_bias(), self.yaw.value,
-                                        self.size, held=tuple(self.overrides))
+        return self.studio.render_frame(
+            self.frame.value,
+            self.current_aus(),
+            self.current_bias(),
+            self.yaw.value,
+            self.size,
+            held=tuple(self.overrides),
+        )
 
     def update(self) -> None:
         """Re-render and show the image (called by every control)."""
@@ -273,11 +365,16 @@ class ExpressionStudio(W.VBox):
         if mass is not None:
             rows = ZONE_ORDER if mass.shape[0] == len(ZONE_ORDER) else [f"zone {i}" for i in range(mass.shape[0])]
             cells = "".join(
-                f"<tr><td>{z}</td>" + "".join(f"<td>{float(mass[i, j]):.2f}</td>" for j in range(mass.shape[1])) + "</tr>"
+                f"<tr><td>{z}</td>"
+                + "".join(f"<td>{float(mass[i, j]):.2f}</td>" for j in range(mass.shape[1]))
+                + "</tr>"
                 for i, z in enumerate(rows)
             )
-            text += ("<br><small>attention share</small><table style='font-size:11px'><tr><td></td>"
-                     + "".join(f"<td>{m}</td>" for m in MODALITY_NAMES) + f"</tr>{cells}</table>")
+            text += (
+                "<br><small>attention share</small><table style='font-size:11px'><tr><td></td>"
+                + "".join(f"<td>{m}</td>" for m in MODALITY_NAMES)
+                + f"</tr>{cells}</table>"
+            )
         self.info.value = f"<small>{text}</small>"
 
     def _set_sliders(self, values: np.ndarray) -> None:
@@ -295,11 +392,13 @@ class ExpressionStudio(W.VBox):
                 return
             self.overrides[name] = float(change["new"])
             self.update()
+
         return cb
 
     def _on_preset(self, name: str):
         def cb(_b) -> None:
             self.set_aus(aus_mod.preset(name))
+
         return cb
 
     def set_aus(self, values) -> None:
@@ -349,8 +448,14 @@ class ExpressionStudio(W.VBox):
         self.status.value = "<small>rendering…</small>"
         tic = time.perf_counter()
         try:
-            path = self.studio.export_video(self.export_path, overrides=dict(self.overrides), bias=self.current_bias(),
-                                            yaw=self.yaw.value, size=self.export_size or self.size, frames=self.export_frames)
+            path = self.studio.export_video(
+                self.export_path,
+                overrides=dict(self.overrides),
+                bias=self.current_bias(),
+                yaw=self.yaw.value,
+                size=self.export_size or self.size,
+                frames=self.export_frames,
+            )
         except Exception as e:
             self.status.value = f"<small>export failed: {type(e).__name__}: {html.escape(str(e))}</small>"
             raise
@@ -361,11 +466,19 @@ class ExpressionStudio(W.VBox):
         return path
 
 
-
-def expression_studio(model=None, audio: str | os.PathLike = "arctic_a0007.wav", size: int = 256, *, aus=None,
-                      continuous_update: bool | None = None, export_path: str | os.PathLike | None = None,
-                      export_size: int | None = None, export_frames: int | slice | None = None, studio: Studio | None = None,
-                      threads: int | None = None):
+def expression_studio(
+    model=None,
+    audio: str | os.PathLike = "arctic_a0007.wav",
+    size: int = 256,
+    *,
+    aus=None,
+    continuous_update: bool | None = None,
+    export_path: str | os.PathLike | None = None,
+    export_size: int | None = None,
+    export_frames: int | slice | None = None,
+    studio: Studio | None = None,
+    threads: int | None = None,
+):
     """The live expression studio: a render of the head with AU, bias, frame and camera controls.
 
     Args:
@@ -394,5 +507,11 @@ def expression_studio(model=None, audio: str | os.PathLike = "arctic_a0007.wav",
 
             model = pretrained()
         studio = Studio(model, audio, aus, threads=threads)
-    return ExpressionStudio(studio, size=size, continuous_update=continuous_update, export_path=export_path,
-               export_size=export_size, export_frames=export_frames)
+    return ExpressionStudio(
+        studio,
+        size=size,
+        continuous_update=continuous_update,
+        export_path=export_path,
+        export_size=export_size,
+        export_frames=export_frames,
+    )

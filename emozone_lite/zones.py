@@ -62,6 +62,7 @@ zone of its other sub-regions, e.g. AU12 onto ``lower`` through the lips).
 :func:`au_zone_prior` gives the table ``[Z, 17]`` (columns sum to 1) and
 :func:`au_anatomical_prior` the additive logit prior ``P [Z, 17]`` used by SZ-PAB.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -104,15 +105,30 @@ ZONE_NAMES: tuple[str, ...] = ("upper", "lower", "synergy")
 
 #: Finer named sub-regions; order sets precedence when building disjoint vertex sets.
 SUBZONE_NAMES: tuple[str, ...] = (
-    "lips", "eyes", "brows",            # MediaPipe's stored landmark regions
-    "chin", "jaw", "forehead", "glabella", "nasolabial", "nose", "cheeks",  # by geometry
+    "lips",
+    "eyes",
+    "brows",  # MediaPipe's stored landmark regions
+    "chin",
+    "jaw",
+    "forehead",
+    "glabella",
+    "nasolabial",
+    "nose",
+    "cheeks",  # by geometry
 )
 
 #: Coarse zone of each sub-region.
 SUBZONE_TO_ZONE: dict[str, str] = {
-    "brows": "upper", "eyes": "upper", "forehead": "upper", "glabella": "upper",
-    "lips": "lower", "chin": "lower", "jaw": "lower",
-    "cheeks": "synergy", "nose": "synergy", "nasolabial": "synergy",
+    "brows": "upper",
+    "eyes": "upper",
+    "forehead": "upper",
+    "glabella": "upper",
+    "lips": "lower",
+    "chin": "lower",
+    "jaw": "lower",
+    "cheeks": "synergy",
+    "nose": "synergy",
+    "nasolabial": "synergy",
 }
 
 # ``AU_NAMES`` (imported above) is ``emozone_lite.aus.AU_NAMES``: the 17 OpenFace intensity
@@ -124,23 +140,23 @@ AU_ZONE: dict[str, str] = {a: FACS[a].zone for a in AU_NAMES}
 
 #: Sub-regions each AU moves (FACS muscle sites), main one first.
 AU_SUBREGIONS: dict[str, tuple[str, ...]] = {
-    "AU01": ("brows", "forehead"),        # inner brow raiser (frontalis, medial)
-    "AU02": ("brows", "forehead"),        # outer brow raiser (frontalis, lateral)
-    "AU04": ("brows", "glabella"),        # brow lowerer (corrugator, procerus)
-    "AU05": ("eyes",),                    # upper lid raiser
-    "AU06": ("cheeks", "eyes"),           # cheek raiser (orbicularis oculi, orbital)
-    "AU07": ("eyes",),                    # lid tightener
-    "AU09": ("nose", "glabella"),         # nose wrinkler (levator labii alaeque nasi)
-    "AU10": ("nasolabial", "lips"),       # upper lip raiser
+    "AU01": ("brows", "forehead"),  # inner brow raiser (frontalis, medial)
+    "AU02": ("brows", "forehead"),  # outer brow raiser (frontalis, lateral)
+    "AU04": ("brows", "glabella"),  # brow lowerer (corrugator, procerus)
+    "AU05": ("eyes",),  # upper lid raiser
+    "AU06": ("cheeks", "eyes"),  # cheek raiser (orbicularis oculi, orbital)
+    "AU07": ("eyes",),  # lid tightener
+    "AU09": ("nose", "glabella"),  # nose wrinkler (levator labii alaeque nasi)
+    "AU10": ("nasolabial", "lips"),  # upper lip raiser
     "AU12": ("cheeks", "nasolabial", "lips"),  # lip corner puller (zygomaticus major)
-    "AU14": ("cheeks", "lips"),           # dimpler (buccinator)
-    "AU15": ("lips", "chin"),             # lip corner depressor
-    "AU17": ("chin", "lips"),             # chin raiser (mentalis)
-    "AU20": ("lips", "jaw"),              # lip stretcher (risorius, platysma)
-    "AU23": ("lips",),                    # lip tightener
-    "AU25": ("lips",),                    # lips part
-    "AU26": ("jaw", "chin"),              # jaw drop
-    "AU45": ("eyes",),                    # blink
+    "AU14": ("cheeks", "lips"),  # dimpler (buccinator)
+    "AU15": ("lips", "chin"),  # lip corner depressor
+    "AU17": ("chin", "lips"),  # chin raiser (mentalis)
+    "AU20": ("lips", "jaw"),  # lip stretcher (risorius, platysma)
+    "AU23": ("lips",),  # lip tightener
+    "AU25": ("lips",),  # lips part
+    "AU26": ("jaw", "chin"),  # jaw drop
+    "AU45": ("eyes",),  # blink
 }
 
 #: Default membership temperature in world units (0.06 = 6 mm): a soft band a few Gaussians wide.
@@ -154,8 +170,16 @@ ZONE_COLORS: dict[str, tuple[float, float, float]] = {
 }
 
 _FINE_COLORS = (  # tab10
-    (0.12, 0.47, 0.71), (1.0, 0.5, 0.05), (0.17, 0.63, 0.17), (0.84, 0.15, 0.16), (0.58, 0.4, 0.74),
-    (0.55, 0.34, 0.29), (0.89, 0.47, 0.76), (0.5, 0.5, 0.5), (0.74, 0.74, 0.13), (0.09, 0.75, 0.81),
+    (0.12, 0.47, 0.71),
+    (1.0, 0.5, 0.05),
+    (0.17, 0.63, 0.17),
+    (0.84, 0.15, 0.16),
+    (0.58, 0.4, 0.74),
+    (0.55, 0.34, 0.29),
+    (0.89, 0.47, 0.76),
+    (0.5, 0.5, 0.5),
+    (0.74, 0.74, 0.13),
+    (0.09, 0.75, 0.81),
 )
 
 
@@ -164,7 +188,7 @@ _FINE_COLORS = (  # tab10
 def _subregions() -> dict[str, np.ndarray]:
     mesh = load_canonical_mesh()
     v, reg = mesh.vertices.astype(np.float64), mesh.regions
-    x, y, ax = v[:, 0], v[:, 1], np.abs(v[:, 0])
+    y, ax = v[:, 1], np.abs(v[:, 0])
     lips = reg["lips"]
     eyes = np.concatenate([reg["left_eye"], reg["right_eye"]])
     brows = np.concatenate([reg["left_eyebrow"], reg["right_eyebrow"]])
@@ -202,11 +226,14 @@ def _subregions() -> dict[str, np.ndarray]:
     taken = np.zeros(len(v), bool)
     for name in SUBZONE_NAMES:
         if name == "lips":
-            m = np.zeros(len(v), bool); m[lips] = True
+            m = np.zeros(len(v), bool)
+            m[lips] = True
         elif name == "eyes":
-            m = np.zeros(len(v), bool); m[eyes] = True
+            m = np.zeros(len(v), bool)
+            m[eyes] = True
         elif name == "brows":
-            m = np.zeros(len(v), bool); m[brows] = True
+            m = np.zeros(len(v), bool)
+            m[brows] = True
         else:
             m = masks[name]
         m = m & ~taken
@@ -269,7 +296,9 @@ def zone_anchors(zones: str | Mapping | None = None) -> tuple[tuple[str, ...], l
         if t.dtype in (torch.int16, torch.int32, torch.int64, torch.uint8):
             check_shape(t, f"zone {name!r}: vertex indices", ("k",))
             if int(t.min()) < 0 or int(t.max()) >= len(verts):
-                raise ValueError(f"zone {name!r}: vertex indices must lie in [0, {len(verts)}), got range [{int(t.min())}, {int(t.max())}]")
+                raise ValueError(
+                    f"zone {name!r}: vertex indices must lie in [0, {len(verts)}), got range [{int(t.min())}, {int(t.max())}]"
+                )
             t = verts[t.long()]
         elif t.is_floating_point():
             check_shape(t, f"zone {name!r}: anchor points", ("k", 3))
@@ -294,7 +323,9 @@ def _check_falloff(falloff) -> Tensor | float:
     if f.numel() != 1:
         raise ValueError(f"falloff must be a scalar, got shape {tuple(f.shape)}")
     if not bool(torch.isfinite(f)) or float(f) <= 0:
-        raise ValueError(f"falloff must be a positive finite length in world units (e.g. {DEFAULT_FALLOFF}), got {float(f)}")
+        raise ValueError(
+            f"falloff must be a positive finite length in world units (e.g. {DEFAULT_FALLOFF}), got {float(f)}"
+        )
     return falloff if isinstance(falloff, Tensor) else float(falloff)
 
 
@@ -366,7 +397,12 @@ def mesh_points(tri_index, bary, vertices=None) -> Tensor:
         ``[N, 3]`` float32 points in world units.
     """
     mesh = load_canonical_mesh()
-    V = torch.as_tensor(mesh.vertices if vertices is None else np.asarray(vertices.detach().cpu() if isinstance(vertices, Tensor) else vertices), dtype=torch.float32)
+    V = torch.as_tensor(
+        mesh.vertices
+        if vertices is None
+        else np.asarray(vertices.detach().cpu() if isinstance(vertices, Tensor) else vertices),
+        dtype=torch.float32,
+    )
     T = torch.from_numpy(mesh.triangles)
     check_shape(V, "vertices", (len(mesh.vertices), 3))
     ti = torch.as_tensor(np.asarray(tri_index.cpu() if isinstance(tri_index, Tensor) else tri_index))
@@ -417,12 +453,16 @@ class ZoneMembership(nn.Module):
         (('upper', 'lower', 'synergy'), torch.Size([4, 3]))
     """
 
-    def __init__(self, zones: str | Mapping | None = None, falloff: float = DEFAULT_FALLOFF, learnable_falloff: bool = False) -> None:
+    def __init__(
+        self, zones: str | Mapping | None = None, falloff: float = DEFAULT_FALLOFF, learnable_falloff: bool = False
+    ) -> None:
         super().__init__()
         _check_falloff(falloff)
         self.names, anchors = zone_anchors(zones)
         self.register_buffer("anchors", torch.cat(anchors))
-        self.register_buffer("anchor_zone", torch.cat([torch.full((len(a),), z, dtype=torch.long) for z, a in enumerate(anchors)]))
+        self.register_buffer(
+            "anchor_zone", torch.cat([torch.full((len(a),), z, dtype=torch.long) for z, a in enumerate(anchors)])
+        )
         log_f = torch.tensor(float(np.log(falloff)))
         if learnable_falloff:
             self.log_falloff = nn.Parameter(log_f)
@@ -453,7 +493,9 @@ def _check_zone_names(zones: Sequence[str] | None) -> tuple[str, ...]:
         raise ValueError("zones is empty; give zone names such as ZONE_NAMES")
     bad = [z for z in names if z not in ZONE_NAMES and z not in SUBZONE_NAMES]
     if bad:
-        raise ValueError(f"unknown zone name(s) {bad}; use names from ZONE_NAMES {ZONE_NAMES} or SUBZONE_NAMES {SUBZONE_NAMES}")
+        raise ValueError(
+            f"unknown zone name(s) {bad}; use names from ZONE_NAMES {ZONE_NAMES} or SUBZONE_NAMES {SUBZONE_NAMES}"
+        )
     return names
 
 
@@ -564,7 +606,9 @@ def zone_colors(weights, palette=None, names: Sequence[str] | None = None) -> Te
         else:
             n_z = max(int(labels.max()) + 1 if labels.numel() else 0, len(ZONE_NAMES))
         if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= n_z):
-            raise ValueError(f"zone labels must lie in [0, {n_z}), got range [{int(labels.min())}, {int(labels.max())}]")
+            raise ValueError(
+                f"zone labels must lie in [0, {n_z}), got range [{int(labels.min())}, {int(labels.max())}]"
+            )
         w = torch.nn.functional.one_hot(labels, n_z).float()
     else:
         w = _as_weights(weights)
@@ -587,7 +631,15 @@ def _points_np(points) -> np.ndarray:
     return _as_points(points).detach().cpu().numpy()
 
 
-def plot_zones_2d(points, weights, names: Sequence[str] | None = None, ax=None, size: float = 12.0, title: str | None = None, hard: bool = False):
+def plot_zones_2d(
+    points,
+    weights,
+    names: Sequence[str] | None = None,
+    ax=None,
+    size: float = 12.0,
+    title: str | None = None,
+    hard: bool = False,
+):
     """Front view (x right, y up) of points coloured by zone membership.
 
     Args:
@@ -626,13 +678,25 @@ def plot_zones_2d(points, weights, names: Sequence[str] | None = None, ax=None, 
     ax.set_xlabel("x (face's left →)")
     ax.set_ylabel("y (up)")
     pal = zone_colors(torch.eye(n_z), names=names).numpy()
-    ax.legend(handles=[Line2D([], [], marker="o", ls="", color=pal[z], label=names[z]) for z in range(n_z)], loc="upper right", fontsize=7, frameon=False)
+    ax.legend(
+        handles=[Line2D([], [], marker="o", ls="", color=pal[z], label=names[z]) for z in range(n_z)],
+        loc="upper right",
+        fontsize=7,
+        frameon=False,
+    )
     if title:
         ax.set_title(title, fontsize=10)
     return fig
 
 
-def plot_zones_3d(points, weights, names: Sequence[str] | None = None, size: float = 2.5, title: str | None = None, max_points: int | None = 20000):
+def plot_zones_3d(
+    points,
+    weights,
+    names: Sequence[str] | None = None,
+    size: float = 2.5,
+    title: str | None = None,
+    max_points: int | None = 20000,
+):
     """Interactive 3D scatter (plotly) of points coloured by zone membership.
 
     Hovering a point shows its memberships. Uses plotly's default renderer.
@@ -663,12 +727,19 @@ def plot_zones_3d(points, weights, names: Sequence[str] | None = None, size: flo
     text = ["<br>".join(f"{names[z]}: {w[i, z]:.2f}" for z in range(n_z)) for i in range(len(p))]
     fig = go.Figure(
         go.Scatter3d(
-            x=p[:, 0], y=p[:, 1], z=p[:, 2], mode="markers", text=text, hoverinfo="text",
+            x=p[:, 0],
+            y=p[:, 1],
+            z=p[:, 2],
+            mode="markers",
+            text=text,
+            hoverinfo="text",
             marker=dict(size=size, color=[f"rgb({r},{g},{b})" for r, g, b in cols]),
         )
     )
     fig.update_layout(
-        title=title, height=480, margin=dict(l=0, r=0, t=30 if title else 0, b=0),
+        title=title,
+        height=480,
+        margin=dict(l=0, r=0, t=30 if title else 0, b=0),
         scene=dict(aspectmode="data", camera=dict(eye=dict(x=0.0, y=0.3, z=1.8), up=dict(x=0, y=1, z=0))),
     )
     return fig

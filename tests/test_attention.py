@@ -110,9 +110,7 @@ def test_gradcheck():
     q, k, v, w, mod = _inputs(n=4, m=6, d=3)
     B = torch.randn(3, 3, dtype=q.dtype)
     args = [t.clone().requires_grad_(True) for t in (q, k, v, w, B)]
-    assert torch.autograd.gradcheck(
-        lambda q, k, v, w, B: sz_pab_attention(q, k, v, mod, w, B, validate=False)[0], args
-    )
+    assert torch.autograd.gradcheck(lambda q, k, v, w, B: sz_pab_attention(q, k, v, mod, w, B, validate=False)[0], args)
 
 
 def test_fast_twin_matches_values_and_grads():

@@ -1,4 +1,5 @@
 """Tests for emozone_lite.aus: FACS table, AUTrack, authoring (OpenFace CSV I/O: test_openface.py)."""
+
 from __future__ import annotations
 
 import hypothesis.extra.numpy as hnp
@@ -118,7 +119,7 @@ def test_smooth_gaussian_reduces_jitter_keeps_constant():
     const = AUTrack(np.full((30, 17), 2.0))
     np.testing.assert_allclose(const.smooth(2.0).values, 2.0, atol=1e-6)
     noisy = AUTrack(np.clip(2.5 + rng.normal(0, 1, (100, 17)), 0, 5))
-    jitter = lambda v: np.mean(np.diff(v, 2, axis=0) ** 2)  # noqa: E731
+    jitter = lambda v: np.mean(np.diff(v, 2, axis=0) ** 2)
     assert jitter(noisy.smooth(3.0).values) < 0.05 * jitter(noisy.values)
     np.testing.assert_array_equal(noisy.smooth(0).values, noisy.values)
     with pytest.raises(ValueError, match="sigma_frames"):
@@ -180,7 +181,7 @@ def test_fill_failed_frames():
 # ---------------------------------------------------------------- authoring
 def test_presets_are_emfacs_prototypes():
     assert set(PRESETS) == {"neutral", "happy", "surprise", "anger", "sadness", "fear", "disgust", "contempt"}
-    on = lambda name: {AU_NAMES[i] for i in np.nonzero(preset(name))[0]}  # noqa: E731
+    on = lambda name: {AU_NAMES[i] for i in np.nonzero(preset(name))[0]}
     assert on("neutral") == set()
     assert on("happy") == {"AU06", "AU12"}
     assert {"AU01", "AU02", "AU05", "AU26"} <= on("surprise")
@@ -259,8 +260,21 @@ def test_blink_track_seeded_and_natural():
 
 
 def test_module_exports_exist():
-    for name in ("AU_NAMES", "N_AUS", "FACS", "UPPER_AUS", "LOWER_AUS", "AUTrack", "read_openface_csv",
-                 "write_openface_csv", "PRESETS", "preset", "from_keyframes", "blink_track", "fill_failed_frames"):
+    for name in (
+        "AU_NAMES",
+        "N_AUS",
+        "FACS",
+        "UPPER_AUS",
+        "LOWER_AUS",
+        "AUTrack",
+        "read_openface_csv",
+        "write_openface_csv",
+        "PRESETS",
+        "preset",
+        "from_keyframes",
+        "blink_track",
+        "fill_failed_frames",
+    ):
         assert hasattr(aus, name), name
 
 
@@ -324,8 +338,10 @@ def test_resample_to_the_same_rate_and_identity_ops_keep_values(tr):
 
 
 @settings(max_examples=40, deadline=None)
-@given(values=hnp.arrays(np.float64, st.tuples(st.integers(1, 20), st.integers(1, 4)),
-                         elements=st.floats(-10, 10)), data=st.data())
+@given(
+    values=hnp.arrays(np.float64, st.tuples(st.integers(1, 20), st.integers(1, 4)), elements=st.floats(-10, 10)),
+    data=st.data(),
+)
 def test_fill_failed_frames_keeps_good_rows_and_stays_between_neighbours(values, data):
     ok = data.draw(hnp.arrays(np.bool_, (len(values),)).filter(lambda m: m.any()))
     out = fill_failed_frames(values, ok)

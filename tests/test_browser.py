@@ -10,6 +10,7 @@ Skips only when no Chromium binary is found or Playwright cannot be imported. Ne
 fast model in the cache (``train.pretrained`` with the fast config, shared with
 ``test_widgets.py`` and notebook 08); the test builds it first when it is missing.
 """
+
 from __future__ import annotations
 
 import io
@@ -78,7 +79,7 @@ def _free_port() -> int:
 
 
 def _get(url: str, timeout: float = 5.0):
-    with urllib.request.urlopen(url, timeout=timeout) as r:  # noqa: S310 (loopback only)
+    with urllib.request.urlopen(url, timeout=timeout) as r:
         return r.status, r.read()
 
 
@@ -116,12 +117,21 @@ def lab(tmp_path_factory):
     env.setdefault("EMOZONE_CACHE", str(train.cache_dir()))
     env.setdefault("EMOZONE_DATA", str(REPO / "data_samples"))
     cmd = [
-        sys.executable, "-m", "jupyterlab",
-        "--no-browser", "--ServerApp.open_browser=False", "--allow-root",
-        "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
-        f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
-        f"--LabApp.workspaces_dir={tmp / 'workspaces'}", f"--LabApp.user_settings_dir={tmp / 'settings'}",
-        "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        "--no-browser",
+        "--ServerApp.open_browser=False",
+        "--allow-root",
+        "--ServerApp.ip=127.0.0.1",
+        f"--ServerApp.port={port}",
+        "--ServerApp.port_retries=0",
+        f"--IdentityProvider.token={token}",
+        f"--ServerApp.root_dir={root}",
+        f"--LabApp.workspaces_dir={tmp / 'workspaces'}",
+        f"--LabApp.user_settings_dir={tmp / 'settings'}",
+        "--LabApp.news_url=None",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
         "--ServerApp.disable_check_xsrf=False",
     ]
     log = open(tmp / "server.log", "wb")
@@ -131,7 +141,9 @@ def lab(tmp_path_factory):
         deadline = time.monotonic() + 90
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"JupyterLab exited ({proc.returncode}):\n{(tmp / 'server.log').read_text()[-3000:]}")
+                raise RuntimeError(
+                    f"JupyterLab exited ({proc.returncode}):\n{(tmp / 'server.log').read_text()[-3000:]}"
+                )
             try:
                 if _get(f"{base}/api/status?token={token}")[0] == 200:
                     break
@@ -146,8 +158,8 @@ def lab(tmp_path_factory):
             _, body = _get(f"{base}/api/kernels?token={token}")
             for k in json.loads(body):
                 req = urllib.request.Request(f"{base}/api/kernels/{k['id']}?token={token}", method="DELETE")
-                urllib.request.urlopen(req, timeout=10)  # noqa: S310
-        except Exception:  # noqa: BLE001 (best effort; the server is stopped below anyway)
+                urllib.request.urlopen(req, timeout=10)
+        except Exception:
             pass
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
@@ -170,8 +182,10 @@ def _decode(png: bytes) -> np.ndarray:
 def test_studio_slider_changes_the_render_in_chromium(lab):
     exe = _chromium()
     if exe is None:
-        pytest.skip(f"no Chromium binary found (looked for {', '.join(CHROMIUM_NAMES)}); "
-                    "install Debian's chromium: apt-get install -y chromium")
+        pytest.skip(
+            f"no Chromium binary found (looked for {', '.join(CHROMIUM_NAMES)}); "
+            "install Debian's chromium: apt-get install -y chromium"
+        )
     try:
         from playwright.sync_api import TimeoutError as PlaywrightTimeout
         from playwright.sync_api import sync_playwright
@@ -192,7 +206,9 @@ def test_studio_slider_changes_the_render_in_chromium(lab):
                 ".some(e => (e.getAttribute('data-status') || '') === 'idle')",
                 timeout=90_000,
             )
-            for _attempt in range(4):  # Run → Run All Cells (retried: early clicks can land before the session is ready)
+            for _attempt in range(
+                4
+            ):  # Run → Run All Cells (retried: early clicks can land before the session is ready)
                 page.locator(".jp-NotebookPanel .jp-Cell").first.click()  # make the notebook the active widget
                 page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
                 page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
@@ -217,8 +233,10 @@ def test_studio_slider_changes_the_render_in_chromium(lab):
             image.wait_for(state="visible", timeout=30_000)
             image.scroll_into_view_if_needed()
 
-            slider = page.locator(".emozone-studio .widget-hslider",
-                                  has=page.locator("label.widget-label", has_text=re.compile(r"^AU01$"))).first
+            slider = page.locator(
+                ".emozone-studio .widget-hslider",
+                has=page.locator("label.widget-label", has_text=re.compile(r"^AU01$")),
+            ).first
             handle = slider.locator(".noUi-handle").first
             handle.scroll_into_view_if_needed()
             readout = slider.locator(".widget-readout").first
@@ -230,10 +248,14 @@ def test_studio_slider_changes_the_render_in_chromium(lab):
             for _ in range(10):  # +1.0 in 0.1 steps …
                 page.keyboard.press("ArrowRight")
             page.keyboard.press("End")  # … then to the maximum (5.0)
-            page.wait_for_function("([el, v]) => parseFloat(el.textContent) > v + 0.5",
-                                   arg=[readout.element_handle(), value_before], timeout=30_000)
-            page.wait_for_function("([el, s]) => el.getAttribute('src') !== s",
-                                   arg=[image.element_handle(), src_before], timeout=60_000)
+            page.wait_for_function(
+                "([el, v]) => parseFloat(el.textContent) > v + 0.5",
+                arg=[readout.element_handle(), value_before],
+                timeout=30_000,
+            )
+            page.wait_for_function(
+                "([el, s]) => el.getAttribute('src') !== s", arg=[image.element_handle(), src_before], timeout=60_000
+            )
             # the kernel may still be rendering the last key press: wait for the image to settle
             last, stable_since = image.get_attribute("src"), time.monotonic()
             while time.monotonic() - stable_since < 2.0:

@@ -1,4 +1,5 @@
 """Tests for emozone_lite.camera: intrinsics, look_at, orbit cameras and projection."""
+
 from __future__ import annotations
 
 import math
@@ -75,7 +76,12 @@ def test_orbit_front_view_sees_face_centre_at_image_centre():
     assert torch.allclose(cam.project(centre), torch.tensor([[64.0, 48.0]]), atol=1.0)
     # and the whole face is inside the image
     uv_all = cam.project(torch.from_numpy(v))
-    assert bool((uv_all[:, 0] > 0).all() and (uv_all[:, 0] < 128).all() and (uv_all[:, 1] > 0).all() and (uv_all[:, 1] < 96).all())
+    assert bool(
+        (uv_all[:, 0] > 0).all()
+        and (uv_all[:, 0] < 128).all()
+        and (uv_all[:, 1] > 0).all()
+        and (uv_all[:, 1] < 96).all()
+    )
 
 
 def test_orbit_orientation_conventions():
@@ -95,7 +101,9 @@ def test_orbit_distance_and_target(yaw, pitch):
     V = orbit_viewmat(yaw, pitch, radius=2.5)
     cam = Camera(V, intrinsics_from_fov(40, 64, 64), 64, 64)
     assert float((cam.position - torch.tensor(HEAD_TARGET)).norm()) == pytest.approx(2.5, abs=1e-5)
-    torch.testing.assert_close(cam.world_to_camera(torch.tensor([HEAD_TARGET])), torch.tensor([[0.0, 0.0, 2.5]]), atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        cam.world_to_camera(torch.tensor([HEAD_TARGET])), torch.tensor([[0.0, 0.0, 2.5]]), atol=1e-5, rtol=0
+    )
 
 
 def test_orbit_bad_radius():

@@ -1,4 +1,5 @@
 """Tests for emozone_lite.checks: every helper, every error message."""
+
 from __future__ import annotations
 
 import re

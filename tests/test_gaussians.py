@@ -1,4 +1,5 @@
 """Tests for emozone_lite.gaussians: the GaussianCloud container and 3DGS PLY files."""
+
 from __future__ import annotations
 
 import os
@@ -35,7 +36,9 @@ def random_cloud(n: int = 50, seed: int = 0, **extras) -> GaussianCloud:
     )
 
 
-def ply_bytes(props: list[str], table: np.ndarray, fmt: str = "binary_little_endian", types: dict | None = None) -> bytes:
+def ply_bytes(
+    props: list[str], table: np.ndarray, fmt: str = "binary_little_endian", types: dict | None = None
+) -> bytes:
     """A PLY written with plain NumPy, as another program would write it."""
     types = types or {}
     n = table.shape[0]
@@ -67,7 +70,9 @@ def assert_cloud_close(a: GaussianCloud, b: GaussianCloud) -> None:
 
 # ---------------------------------------------------------------- round trips
 def test_round_trip(tmp_path):
-    cloud = random_cloud(200, sh_rest=torch.randn(200, 15, 3), parent_triangle=torch.randint(0, 898, (200,)), bary=torch.rand(200, 3))
+    cloud = random_cloud(
+        200, sh_rest=torch.randn(200, 15, 3), parent_triangle=torch.randint(0, 898, (200,)), bary=torch.rand(200, 3)
+    )
     path = save_ply(cloud, tmp_path / "scene.ply")
     back = load_ply(path)
     assert_cloud_close(cloud, back)
@@ -91,7 +96,7 @@ def test_round_trip_without_sh_writes_45_zero_f_rest(tmp_path):
     assert props == INRIA_PROPS  # exactly the layout viewers expect
     assert "format binary_little_endian 1.0" in header and "element vertex 10" in header
     assert len(data) - len(header) == 10 * len(INRIA_PROPS) * 4
-    body = np.frombuffer(data[len(header):], dtype="<f4").reshape(10, -1)
+    body = np.frombuffer(data[len(header) :], dtype="<f4").reshape(10, -1)
     assert np.all(body[:, 9:54] == 0) and np.all(body[:, 3:6] == 0)
     np.testing.assert_allclose(body[:, 6:9], (cloud.colors.numpy() - 0.5) / SH_C0, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(body[:, 55:58], np.log(cloud.scales.numpy()), rtol=1e-6, atol=1e-6)
@@ -112,7 +117,9 @@ def test_round_trip_empty_and_extremes(tmp_path):
     empty = random_cloud(0)
     back = load_ply(save_ply(empty, tmp_path / "empty.ply"))
     assert len(back) == 0 and back.means.shape == (0, 3) and back.opacities.shape == (0,)
-    edge = GaussianCloud.from_points(torch.zeros(3, 3), colors=torch.tensor([[0.0, 1.0, 0.5]] * 3), scale=1e-6, opacity=1.0)
+    edge = GaussianCloud.from_points(
+        torch.zeros(3, 3), colors=torch.tensor([[0.0, 1.0, 0.5]] * 3), scale=1e-6, opacity=1.0
+    )
     edge.opacities[0] = 0.0
     back = load_ply(save_ply(edge, tmp_path / "edge.ply"))
     assert torch.equal(back.opacities, edge.opacities)  # opacity 0 and 1 survive the logit
@@ -180,8 +187,14 @@ def test_save_load_round_trip_of_random_clouds(cloud):
     sh_dropped = sh is not None and not bool(sh.any())
     expected = cloud
     if sh_dropped:
-        expected = GaussianCloud(cloud.means, cloud.quats, cloud.scales, cloud.opacities, cloud.colors,
-                                 extras={k: v for k, v in cloud.extras.items() if k != "sh_rest"})
+        expected = GaussianCloud(
+            cloud.means,
+            cloud.quats,
+            cloud.scales,
+            cloud.opacities,
+            cloud.colors,
+            extras={k: v for k, v in cloud.extras.items() if k != "sh_rest"},
+        )
     with tempfile.TemporaryDirectory() as d:
         path = save_ply(cloud, Path(d) / "cloud.ply")
         back = load_ply(path)
@@ -219,8 +232,28 @@ def test_load_inria_layout_value_by_value(tmp_path):
 def test_load_any_order_types_and_formats(tmp_path):
     rng = np.random.default_rng(4)
     n = 5
-    props = ["rot_1", "scale_2", "opacity", "z", "f_dc_2", "rot_0", "y", "f_dc_0", "scale_0", "x",
-             "f_dc_1", "rot_3", "scale_1", "rot_2", "f_rest_1", "f_rest_0", "f_rest_2", "label", "uv_1", "uv_0"]
+    props = [
+        "rot_1",
+        "scale_2",
+        "opacity",
+        "z",
+        "f_dc_2",
+        "rot_0",
+        "y",
+        "f_dc_0",
+        "scale_0",
+        "x",
+        "f_dc_1",
+        "rot_3",
+        "scale_1",
+        "rot_2",
+        "f_rest_1",
+        "f_rest_0",
+        "f_rest_2",
+        "label",
+        "uv_1",
+        "uv_0",
+    ]
     table = rng.normal(size=(n, len(props)))
     table[:, props.index("label")] = rng.integers(0, 200, n)
     types = {p: "double" for p in props} | {"label": "uchar"}
@@ -231,18 +264,46 @@ def test_load_any_order_types_and_formats(tmp_path):
         path.write_bytes(ply_bytes(props, table, fmt=fmt, types=types))
         clouds.append(load_ply(path))
     for cloud in clouds:
-        np.testing.assert_array_equal(cloud.means.numpy(), np.stack([col["x"], col["y"], col["z"]], 1).astype(np.float32))
-        np.testing.assert_allclose(cloud.scales.numpy(), np.exp(np.stack([col[f"scale_{i}"] for i in range(3)], 1)), rtol=1e-6)
-        np.testing.assert_allclose(cloud.colors.numpy(), 0.5 + SH_C0 * np.stack([col[f"f_dc_{i}"] for i in range(3)], 1), rtol=1e-6, atol=1e-7)
-        np.testing.assert_array_equal(cloud.quats.numpy(), np.stack([col[f"rot_{i}"] for i in range(4)], 1).astype(np.float32))
-        np.testing.assert_array_equal(cloud.extras["sh_rest"][:, 0].numpy(), np.stack([col[f"f_rest_{i}"] for i in range(3)], 1).astype(np.float32))
+        np.testing.assert_array_equal(
+            cloud.means.numpy(), np.stack([col["x"], col["y"], col["z"]], 1).astype(np.float32)
+        )
+        np.testing.assert_allclose(
+            cloud.scales.numpy(), np.exp(np.stack([col[f"scale_{i}"] for i in range(3)], 1)), rtol=1e-6
+        )
+        np.testing.assert_allclose(
+            cloud.colors.numpy(), 0.5 + SH_C0 * np.stack([col[f"f_dc_{i}"] for i in range(3)], 1), rtol=1e-6, atol=1e-7
+        )
+        np.testing.assert_array_equal(
+            cloud.quats.numpy(), np.stack([col[f"rot_{i}"] for i in range(4)], 1).astype(np.float32)
+        )
+        np.testing.assert_array_equal(
+            cloud.extras["sh_rest"][:, 0].numpy(),
+            np.stack([col[f"f_rest_{i}"] for i in range(3)], 1).astype(np.float32),
+        )
         np.testing.assert_array_equal(cloud.extras["label"].numpy(), col["label"].astype(np.float32))
-        np.testing.assert_array_equal(cloud.extras["uv"].numpy(), np.stack([col["uv_0"], col["uv_1"]], 1).astype(np.float32))
+        np.testing.assert_array_equal(
+            cloud.extras["uv"].numpy(), np.stack([col["uv_0"], col["uv_1"]], 1).astype(np.float32)
+        )
     assert clouds[0].allclose(clouds[1]) and clouds[1].allclose(clouds[2])
 
 
 def test_load_rgb_uchar_instead_of_f_dc(tmp_path):
-    props = ["x", "y", "z", "red", "green", "blue", "opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"]
+    props = [
+        "x",
+        "y",
+        "z",
+        "red",
+        "green",
+        "blue",
+        "opacity",
+        "scale_0",
+        "scale_1",
+        "scale_2",
+        "rot_0",
+        "rot_1",
+        "rot_2",
+        "rot_3",
+    ]
     table = np.array([[0, 0, 0, 255, 0, 51, 0, 0, 0, 0, 1, 0, 0, 0]], dtype=np.float64)
     path = tmp_path / "rgb.ply"
     path.write_bytes(ply_bytes(props, table, types={"red": "uchar", "green": "uchar", "blue": "uchar"}))
@@ -256,11 +317,32 @@ def test_load_skips_elements_before_vertex_and_crlf(tmp_path):
     data = save_ply(cloud, tmp_path / "a.ply").read_bytes()
     cut = data.index(b"element vertex")
     # an element with two float properties before 'vertex' (a binary reader must skip its bytes)
-    head = data[:cut] + b"element meta 2\nproperty float a\nproperty float b\n" + data[cut:data.index(b"end_header\n") + 11]
-    (tmp_path / "b.ply").write_bytes(head + np.arange(4, dtype="<f4").tobytes() + data[len(data[:data.index(b"end_header\n") + 11]):])
+    head = (
+        data[:cut]
+        + b"element meta 2\nproperty float a\nproperty float b\n"
+        + data[cut : data.index(b"end_header\n") + 11]
+    )
+    (tmp_path / "b.ply").write_bytes(
+        head + np.arange(4, dtype="<f4").tobytes() + data[len(data[: data.index(b"end_header\n") + 11]) :]
+    )
     assert_cloud_close(cloud, load_ply(tmp_path / "b.ply"))
     # an ascii file with Windows line endings
-    props = ["x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"]
+    props = [
+        "x",
+        "y",
+        "z",
+        "f_dc_0",
+        "f_dc_1",
+        "f_dc_2",
+        "opacity",
+        "scale_0",
+        "scale_1",
+        "scale_2",
+        "rot_0",
+        "rot_1",
+        "rot_2",
+        "rot_3",
+    ]
     table = np.array([[0.1, 0.2, 0.3, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0]])
     (tmp_path / "c.ply").write_bytes(ply_bytes(props, table, fmt="ascii").replace(b"\n", b"\r\n"))
     c = load_ply(tmp_path / "c.ply")
@@ -309,7 +391,10 @@ def test_truncated_body_reports_bytes(good_ply, tmp_path):
     p.write_bytes(data[:-10])
     stride = len(INRIA_PROPS) * 4
     found = 5 * stride - 10
-    with pytest.raises(ValueError, match=rf"truncated: 5 vertices × {stride} bytes = {5 * stride} bytes expected after the header, found {found}"):
+    with pytest.raises(
+        ValueError,
+        match=rf"truncated: 5 vertices × {stride} bytes = {5 * stride} bytes expected after the header, found {found}",
+    ):
         load_ply(p)
     props = INRIA_PROPS
     text = ply_bytes(props, np.zeros((3, len(props))), fmt="ascii")
@@ -337,8 +422,13 @@ def test_bad_values_in_file(tmp_path):
 
 # ---------------------------------------------------------------- the container
 def test_constructor_rejects_bad_input():
-    good = dict(means=torch.zeros(2, 3), quats=torch.tensor([[1.0, 0, 0, 0]] * 2), scales=torch.ones(2, 3) * 0.1,
-                opacities=torch.ones(2) * 0.5, colors=torch.ones(2, 3) * 0.5)
+    good = dict(
+        means=torch.zeros(2, 3),
+        quats=torch.tensor([[1.0, 0, 0, 0]] * 2),
+        scales=torch.ones(2, 3) * 0.1,
+        opacities=torch.ones(2) * 0.5,
+        colors=torch.ones(2, 3) * 0.5,
+    )
     GaussianCloud(**good)
     cases = [
         (dict(means=torch.zeros(2, 2)), r"means must have shape \[N, 3\]"),
@@ -414,7 +504,9 @@ def test_save_rejects_unstorable_extras(tmp_path):
 # ---------------------------------------------------------------- rendering
 def test_render_single_gaussian_at_image_centre():
     cam = Camera.orbit(0.0, 0.0, width=32, height=24)
-    cloud = GaussianCloud.from_points(torch.tensor([HEAD_TARGET]), colors=torch.tensor([[1.0, 0.2, 0.1]]), scale=0.2, opacity=0.9)
+    cloud = GaussianCloud.from_points(
+        torch.tensor([HEAD_TARGET]), colors=torch.tensor([[1.0, 0.2, 0.1]]), scale=0.2, opacity=0.9
+    )
     img = cloud.render(cam, backend="torch")
     assert img.shape == (1, 24, 32, 3)
     # on the optical axis the 2D covariance is (f·s/z)² + eps2d; the four centre pixels sit ±0.5 px from the mean
@@ -438,14 +530,18 @@ def test_render_cpu_matches_torch():
     cloud = random_cloud(40)
     cloud = GaussianCloud(mesh_pts, cloud.quats, cloud.scales * 5, cloud.opacities, cloud.colors)
     cam = Camera.orbit(15.0, 10.0, width=40, height=32)
-    torch.testing.assert_close(cloud.render(cam, backend="cpu"), cloud.render(cam, backend="torch"), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(
+        cloud.render(cam, backend="cpu"), cloud.render(cam, backend="torch"), atol=1e-4, rtol=1e-4
+    )
 
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_render_gsplat_on_cuda_matches_cpu():
     cloud = random_cloud(40)
-    cloud = GaussianCloud(torch.tensor(HEAD_TARGET) + 0.3 * cloud.means, cloud.quats, cloud.scales * 5, cloud.opacities, cloud.colors)
+    cloud = GaussianCloud(
+        torch.tensor(HEAD_TARGET) + 0.3 * cloud.means, cloud.quats, cloud.scales * 5, cloud.opacities, cloud.colors
+    )
     cam = Camera.orbit(15.0, 10.0, width=40, height=32)
     gpu = cloud.to("cuda").render(cam, backend="gsplat")
     assert gpu.device.type == "cuda"

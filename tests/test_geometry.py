@@ -1,4 +1,5 @@
 """Tests for emozone_lite.geometry: quaternions, rotation matrices, axis-angle, triangle frames."""
+
 from __future__ import annotations
 
 import math
@@ -25,9 +26,11 @@ PROPS = settings(max_examples=60, deadline=None)
 
 def quats(n_max: int = 8, min_norm: float = 1e-2):
     """Batches ``[n, 4]`` of float64 quaternions (not normalised) with norm >= ``min_norm``."""
-    return hnp.arrays(
-        np.float64, st.tuples(st.integers(1, n_max), st.just(4)), elements=st.floats(-2, 2)
-    ).filter(lambda q: bool((np.linalg.norm(q, axis=1) >= min_norm).all())).map(torch.from_numpy)
+    return (
+        hnp.arrays(np.float64, st.tuples(st.integers(1, n_max), st.just(4)), elements=st.floats(-2, 2))
+        .filter(lambda q: bool((np.linalg.norm(q, axis=1) >= min_norm).all()))
+        .map(torch.from_numpy)
+    )
 
 
 def _loop_rotmat(q) -> list[list[float]]:

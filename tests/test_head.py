@@ -180,9 +180,13 @@ def test_register_personalises_the_mesh(monkeypatch, mesh):
     _fake_detector(monkeypatch, px)
     fitted, fit = head.register_mesh_to_photo(mesh, np.zeros((256, 256, 3), np.uint8))
     assert fit.rigid_rmse_px > 1.0  # a similarity cannot explain it ...
-    np.testing.assert_allclose(fitted.project(torch.from_numpy(fit.mesh.vertices)).numpy(), px, atol=1e-2)  # ... the mesh does
+    np.testing.assert_allclose(
+        fitted.project(torch.from_numpy(fit.mesh.vertices)).numpy(), px, atol=1e-2
+    )  # ... the mesh does
     _, rigid = head.register_mesh_to_photo(mesh, np.zeros((256, 256, 3), np.uint8), nonrigid=0.0)
-    np.testing.assert_allclose(fitted.project(torch.from_numpy(rigid.mesh.vertices)).numpy(), rigid.rigid_pixels, atol=1e-2)
+    np.testing.assert_allclose(
+        fitted.project(torch.from_numpy(rigid.mesh.vertices)).numpy(), rigid.rigid_pixels, atol=1e-2
+    )
 
 
 def test_colour_from_photo_samples_the_projection(mesh, cloud):
@@ -264,7 +268,13 @@ def test_tiny_fit_lowers_the_loss(mesh):
     g = head.seed_gaussians(mesh, n_gaussians=400, seed=1)
     # a target the cloud can reach: the same head with other colours, rendered by the renderer itself
     rng = np.random.default_rng(0)
-    target_cloud = GaussianCloud(g.means, g.quats, g.scales * 1.2, torch.full((400,), 0.95), torch.from_numpy(rng.random((400, 3)).astype(np.float32)))
+    target_cloud = GaussianCloud(
+        g.means,
+        g.quats,
+        g.scales * 1.2,
+        torch.full((400,), 0.95),
+        torch.from_numpy(rng.random((400, 3)).astype(np.float32)),
+    )
     target = target_cloud.render(cam, backend="cpu")[0].numpy()
     mask = head.face_mask(g, cam, backend="cpu")
     assert mask.mean() > 0.2

@@ -1,4 +1,5 @@
 """Tests for emozone_lite.landmarks: canonical mesh, geometric AU proxies, blendshapes, MediaPipe."""
+
 from __future__ import annotations
 
 import sys
@@ -224,12 +225,23 @@ def test_blendshape_table():
     zero = dict.fromkeys(BLENDSHAPE_NAMES, 0.0)
     np.testing.assert_array_equal(blendshapes_to_aus(zero), np.zeros(17))
     expect = {
-        "browInnerUp": {"AU01"}, "browOuterUpLeft": {"AU02"}, "browDownRight": {"AU04"},
-        "eyeWideLeft": {"AU05"}, "cheekSquintLeft": {"AU06"}, "eyeSquintRight": {"AU07"},
-        "noseSneerLeft": {"AU09"}, "mouthUpperUpLeft": {"AU10"}, "mouthSmileRight": {"AU12"},
-        "mouthDimpleLeft": {"AU14"}, "mouthFrownLeft": {"AU15"}, "mouthShrugLower": {"AU17"},
-        "mouthStretchLeft": {"AU20"}, "mouthPressLeft": {"AU23"}, "jawOpen": {"AU25", "AU26"},
-        "mouthLowerDownLeft": {"AU25"}, "eyeBlinkLeft": {"AU45"},
+        "browInnerUp": {"AU01"},
+        "browOuterUpLeft": {"AU02"},
+        "browDownRight": {"AU04"},
+        "eyeWideLeft": {"AU05"},
+        "cheekSquintLeft": {"AU06"},
+        "eyeSquintRight": {"AU07"},
+        "noseSneerLeft": {"AU09"},
+        "mouthUpperUpLeft": {"AU10"},
+        "mouthSmileRight": {"AU12"},
+        "mouthDimpleLeft": {"AU14"},
+        "mouthFrownLeft": {"AU15"},
+        "mouthShrugLower": {"AU17"},
+        "mouthStretchLeft": {"AU20"},
+        "mouthPressLeft": {"AU23"},
+        "jawOpen": {"AU25", "AU26"},
+        "mouthLowerDownLeft": {"AU25"},
+        "eyeBlinkLeft": {"AU45"},
     }
     for name, aus_on in expect.items():
         a = blendshapes_to_aus(zero | {name: 1.0})

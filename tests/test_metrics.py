@@ -1,4 +1,5 @@
 """Tests of emozone_lite.metrics against hand-computed values and scikit-image."""
+
 from __future__ import annotations
 
 import math

@@ -1,4 +1,5 @@
 """EmoZoneLite: shapes, identity at initialisation, baselines, bad input."""
+
 from __future__ import annotations
 
 import pytest
@@ -47,8 +48,13 @@ def test_fuse_gives_zones_to_szpab_only_and_checkpoints_keep_their_keys(head, fu
     assert sd["zone_weights"].shape == (200, 1 if fusion == "attention" else 3)
     if fusion == "implicit":
         assert sorted(k for k in sd if k.startswith("fusion.")) == [
-            "fusion.in_cond.weight", "fusion.in_pos.bias", "fusion.in_pos.weight",
-            "fusion.trunk.1.bias", "fusion.trunk.1.weight", "fusion.trunk.3.bias", "fusion.trunk.3.weight",
+            "fusion.in_cond.weight",
+            "fusion.in_pos.bias",
+            "fusion.in_pos.weight",
+            "fusion.trunk.1.bias",
+            "fusion.trunk.1.weight",
+            "fusion.trunk.3.bias",
+            "fusion.trunk.3.weight",
         ]
 
 

@@ -1,4 +1,5 @@
 """Committed notebooks carry no outputs and follow the tutorial shape (goals, summary, exercises)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,7 +19,9 @@ def test_there_are_notebooks():
 def test_notebook_has_no_outputs(path):
     nb = nbformat.read(path, as_version=4)
     dirty = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and (c.outputs or c.execution_count)]
-    assert not dirty, f"{path.name}: cells {dirty} have outputs; clear them before committing (jupyter nbconvert --clear-output --inplace)"
+    assert not dirty, (
+        f"{path.name}: cells {dirty} have outputs; clear them before committing (jupyter nbconvert --clear-output --inplace)"
+    )
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)

@@ -1,4 +1,5 @@
 """Tests for emozone_lite.openface: the OpenFace 2.x CSV layout, writer and reader."""
+
 from __future__ import annotations
 
 import csv
@@ -38,8 +39,9 @@ def test_openface_columns_layout():
 
 
 def test_openface_round_trip(tmp_path):
-    tr = AUTrack(np.round(_track(30, fps=30).values, 3), fps=30.0,
-                 confidence=np.full(30, 0.97), success=np.ones(30, bool))
+    tr = AUTrack(
+        np.round(_track(30, fps=30).values, 3), fps=30.0, confidence=np.full(30, 0.97), success=np.ones(30, bool)
+    )
     p = tmp_path / "out.csv"
     write_openface_csv(tr, p)
     lines = p.read_text().splitlines()
@@ -128,7 +130,7 @@ def test_read_sorts_frames_and_selects_face(tmp_path):
 def test_read_nan_cells_are_interpolated_with_warning(tmp_path):
     p = tmp_path / "nan.csv"
     cols = ", ".join(f"{a}_r" for a in AU_NAMES)
-    row = lambda x: ", ".join([x] * 17)  # noqa: E731
+    row = lambda x: ", ".join([x] * 17)
     p.write_text(f"frame, success, {cols}\n1, 1, {row('1.0')}\n2, 1, {row('nan')}\n3, 1, {row('3.0')}\n")
     with pytest.warns(UserWarning, match="1 frame"):
         tr = read_openface_csv(p)

@@ -48,14 +48,18 @@ def _constraints() -> dict[str, Requirement]:
 
 def test_library_metadata_takes_ranges_and_constraints_pin():
     for name, req in CORE.items():
-        assert not any(s.operator in ("==", "===") for s in req.specifier), f"{name}: pin it in constraints.txt, not pyproject"
+        assert not any(s.operator in ("==", "===") for s in req.specifier), (
+            f"{name}: pin it in constraints.txt, not pyproject"
+        )
     pins = _constraints()
     assert str(pins["torch"].specifier) == "==2.13.*", "unpinned torch pulls a multi-GB CUDA build on these machines"
     assert str(pins["gsplat"].specifier) == "==1.5.3"
     for name, pin in pins.items():
         assert name in ALL_DECLARED, f"constraints.txt pins {name}, which pyproject does not declare"
         version = Version(str(pin.specifier).lstrip("=").replace(".*", ".0"))
-        assert ALL_DECLARED[name].specifier.contains(version), f"{name}: pin {pin.specifier} outside {ALL_DECLARED[name].specifier}"
+        assert ALL_DECLARED[name].specifier.contains(version), (
+            f"{name}: pin {pin.specifier} outside {ALL_DECLARED[name].specifier}"
+        )
 
 
 def test_extras_and_python_version():
@@ -64,9 +68,9 @@ def test_extras_and_python_version():
     assert "mediapipe" in EXTRAS["landmarks"] and {"jupyterlab", "ipywidgets", "nbval"} <= set(EXTRAS["notebooks"])
     dev = PROJECT["optional-dependencies"]["dev"]
     assert any(r.startswith("emozone-lite[") for r in dev), "dev should include the other extras"
-    assert SpecifierSet(PROJECT["requires-python"]).contains("3.11") and not SpecifierSet(PROJECT["requires-python"]).contains(
-        "3.10"
-    ), "the tests use tomllib (3.11+)"
+    assert SpecifierSet(PROJECT["requires-python"]).contains("3.11") and not SpecifierSet(
+        PROJECT["requires-python"]
+    ).contains("3.10"), "the tests use tomllib (3.11+)"
 
 
 def _imports(paths) -> set[str]:
@@ -100,9 +104,7 @@ def test_every_import_is_declared():
 
 def test_every_subpackage_ships():
     listed = set(PYPROJECT["tool"]["setuptools"]["packages"])
-    found = {
-        ".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "emozone_lite").rglob("__init__.py")
-    }
+    found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "emozone_lite").rglob("__init__.py")}
     assert found <= listed, f"subpackages missing from [tool.setuptools] packages: {sorted(found - listed)}"
     assert PYPROJECT["tool"]["setuptools"]["package-dir"]["emozone_lite.data"] == "data_samples"
 
@@ -120,7 +122,9 @@ def test_makefile_targets_exist_and_ci_runs_lint_test_wheel():
     mk = (ROOT / "Makefile").read_text()
     phony = re.search(r"^\.PHONY:(.*)$", mk, re.M).group(1).split()
     for target in phony:
-        assert re.search(rf"^{re.escape(target)}:", mk, re.M), f".PHONY lists {target!r} but the Makefile has no such rule"
+        assert re.search(rf"^{re.escape(target)}:", mk, re.M), (
+            f".PHONY lists {target!r} but the Makefile has no such rule"
+        )
     for target in ("demo", "test", "lab", "lint", "wheel-check"):
         assert target in phony
     assert "--nbval" in mk, "make test must run the notebooks under nbval"

@@ -6,6 +6,7 @@ bad-input path.
 Scenes are small (tens of Gaussians, 40×30 pixels) so the file runs in well under a
 minute on two cores once numba has compiled the kernels (cached on disk).
 """
+
 from __future__ import annotations
 
 import doctest
@@ -40,8 +41,16 @@ def _cameras(C: int, width: int = W, height: int = H, seed: int = 0) -> tuple[to
     return torch.stack(viewmats), torch.stack(Ks)
 
 
-def _scene(N: int = 80, C: int = 1, D: int = 3, seed: int = 0, per_camera_colors: bool = False,
-           specials: bool = True, width: int = W, height: int = H):
+def _scene(
+    N: int = 80,
+    C: int = 1,
+    D: int = 3,
+    seed: int = 0,
+    per_camera_colors: bool = False,
+    specials: bool = True,
+    width: int = W,
+    height: int = H,
+):
     """Random Gaussians around the origin seen by C cameras, plus awkward cases.
 
     With ``specials``: one Gaussian behind camera 0, one exactly in its camera plane
@@ -71,8 +80,9 @@ def _scene(N: int = 80, C: int = 1, D: int = 3, seed: int = 0, per_camera_colors
     return means, quats, scales, opacities, colors, viewmats, Ks
 
 
-def _grads_of(backend, means, quats, scales, opacities, colors, viewmats, Ks, width=W, height=H, backgrounds=None,
-              seed=0):
+def _grads_of(
+    backend, means, quats, scales, opacities, colors, viewmats, Ks, width=W, height=H, backgrounds=None, seed=0
+):
     """Render, back-propagate a random weighting of colours and alphas; return values and grads."""
     ps = [t.detach().clone().requires_grad_(True) for t in (means, quats, scales, opacities, colors)]
     bg = None if backgrounds is None else backgrounds.detach().clone().requires_grad_(True)
@@ -89,7 +99,7 @@ def _assert_grads_close(got, ref, names):
         assert a is not None and b is not None, name
         assert torch.isfinite(a).all(), f"non-finite gradient of {name}"
         scale = float(b.abs().max()) + 1e-12
-        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4 * scale, msg=lambda m: f"grad of {name}: {m}")
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4 * scale, msg=lambda m, name=name: f"grad of {name}: {m}")
 
 
 NAMES = ["means", "quats", "scales", "opacities", "colors", "backgrounds"]
@@ -263,8 +273,9 @@ def test_empty_scene_returns_background():
     viewmats, Ks = _cameras(2)
     bg = torch.tensor([[0.1, 0.2, 0.3], [1.0, 0.5, 0.0]])
     for backend in ("cpu", "torch"):
-        img, alpha, meta = rasterize(z(0, 3), z(0, 4), z(0, 3), z(0), z(0, 3), viewmats, Ks, W, H, backend=backend,
-                                     backgrounds=bg)
+        img, alpha, meta = rasterize(
+            z(0, 3), z(0, 4), z(0, 3), z(0), z(0, 3), viewmats, Ks, W, H, backend=backend, backgrounds=bg
+        )
         assert img.shape == (2, H, W, 3) and (alpha == 0).all()
         torch.testing.assert_close(img, bg[:, None, None, :].expand(2, H, W, 3))
         assert meta["radii"].shape == (2, 0, 2) and meta["means2d"].shape == (2, 0, 2)
@@ -279,8 +290,9 @@ def test_compositing_rules_skip_clamp_and_stop():
     K = torch.tensor([[[20.0, 0, 8.0], [0, 20.0, 8.0], [0, 0, 1]]])
     V = torch.eye(4)[None]
     # means at depth 2, 3, 4 on the optical axis → pixel centre (8, 8) is at 7.5 + 0.5
-    means = torch.tensor([[-0.5 / 20 * 2, -0.5 / 20 * 2, 2.0], [-0.5 / 20 * 3, -0.5 / 20 * 3, 3.0],
-                          [-0.5 / 20 * 4, -0.5 / 20 * 4, 4.0]])
+    means = torch.tensor(
+        [[-0.5 / 20 * 2, -0.5 / 20 * 2, 2.0], [-0.5 / 20 * 3, -0.5 / 20 * 3, 3.0], [-0.5 / 20 * 4, -0.5 / 20 * 4, 4.0]]
+    )
     quats = torch.tensor([[1.0, 0, 0, 0]] * 3)
     scales = torch.full((3, 3), 0.05)
     colors = torch.tensor([[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0]])
@@ -291,12 +303,14 @@ def test_compositing_rules_skip_clamp_and_stop():
         assert float(alpha[0, 7, 7, 0]) == pytest.approx(0.999, abs=1e-6)
         torch.testing.assert_close(centre, torch.tensor([0.999, 0.0, 0.0]), atol=1e-6, rtol=0)
         # a faint Gaussian (opacity just above 1/255) adds nothing where alpha < 1/255
-        img2, alpha2, _ = rasterize(means[:1], quats[:1], scales[:1], torch.tensor([0.0045]), colors[:1], V, K, 16,
-                                    16, backend=backend)
+        img2, alpha2, _ = rasterize(
+            means[:1], quats[:1], scales[:1], torch.tensor([0.0045]), colors[:1], V, K, 16, 16, backend=backend
+        )
         assert float(alpha2[0, 7, 7, 0]) == pytest.approx(0.0045, rel=1e-4)
         assert float(alpha2[0, 0, 0, 0]) == 0.0  # far from the centre alpha < 1/255: skipped
-        img3, alpha3, meta3 = rasterize(means[:1], quats[:1], scales[:1], torch.tensor([0.003]), colors[:1], V, K,
-                                        16, 16, backend=backend)
+        img3, alpha3, meta3 = rasterize(
+            means[:1], quats[:1], scales[:1], torch.tensor([0.003]), colors[:1], V, K, 16, 16, backend=backend
+        )
         assert (alpha3 == 0).all() and (meta3["radii"] == 0).all()  # opacity < 1/255 is culled
 
 
@@ -354,8 +368,9 @@ def test_cpu_projection_saves_inputs_for_backward():
     means, quats, scales, opacities, colors, viewmats, Ks = _scene(N=20, seed=17)
     leaf = means.clone().requires_grad_(True)
     for changed in ("means", "quats", "scales", "viewmats", "Ks"):
-        inputs = dict(means=leaf * 1.0, quats=quats.clone(), scales=scales.clone(), viewmats=viewmats.clone(),
-                      Ks=Ks.clone())  # `leaf * 1.0` is not a leaf: it may be changed in place
+        inputs = dict(
+            means=leaf * 1.0, quats=quats.clone(), scales=scales.clone(), viewmats=viewmats.clone(), Ks=Ks.clone()
+        )  # `leaf * 1.0` is not a leaf: it may be changed in place
         _, means2d, depths, conics = project_gaussians_cpu(**inputs, width=W, height=H)
         inputs[changed].mul_(1.01)
         with pytest.raises(RuntimeError, match="modified by an inplace operation"):
@@ -401,8 +416,9 @@ def test_meta_screen_space_gradients_and_binning():
 
 # --------------------------------------------------------------------------- property tests (hypothesis)
 # derandomize: the same examples on every run (CI never meets a new scene by chance); no database files.
-PROPERTY = settings(max_examples=25, deadline=None, derandomize=True, database=None,
-                    suppress_health_check=[HealthCheck.too_slow])
+PROPERTY = settings(
+    max_examples=25, deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
 
 
 @st.composite
@@ -446,8 +462,9 @@ def _near_a_threshold(meta, width: int, height: int, rel: float = 2e-4) -> bool:
     of a threshold a decision may go either way and the images differ by up to 1/255 —
     an expected difference, not a bug. Tiles are ignored: with positive-definite conics
     (eps2d > 0) a Gaussian outside its tiles has alpha < 1/255 anyway."""
-    ys, xs = torch.meshgrid(torch.arange(height, dtype=torch.float64) + 0.5,
-                            torch.arange(width, dtype=torch.float64) + 0.5, indexing="ij")
+    ys, xs = torch.meshgrid(
+        torch.arange(height, dtype=torch.float64) + 0.5, torch.arange(width, dtype=torch.float64) + 0.5, indexing="ij"
+    )
     px, py = xs.reshape(-1, 1), ys.reshape(-1, 1)  # [P, 1]
     for c in range(meta["n_cameras"]):
         visible = (meta["radii"][c] > 0).all(-1)
@@ -480,14 +497,38 @@ def test_property_cpu_equals_torch_values_and_grads(case):
     _assert_grads_close(g_c, g_t, NAMES if bg is not None else NAMES[:5])
 
 
-_SPECIAL_DEPTHS = [float(np.float32(v)) for v in
-                   (0.0, -0.0, 1.0, -1.0, 3.0, 4.0, 4.0001, -2.5, 1e-40, -1e-40, 1e-30, 1e30, -1e30, 3e38, -3e38,
-                    np.inf, -np.inf)]
+_SPECIAL_DEPTHS = [
+    float(np.float32(v))
+    for v in (
+        0.0,
+        -0.0,
+        1.0,
+        -1.0,
+        3.0,
+        4.0,
+        4.0001,
+        -2.5,
+        1e-40,
+        -1e-40,
+        1e-30,
+        1e30,
+        -1e30,
+        3e38,
+        -3e38,
+        np.inf,
+        -np.inf,
+    )
+]
 
 
 @settings(max_examples=60, deadline=None, derandomize=True, database=None)
-@given(hnp.arrays(np.float32, st.integers(0, 2000),
-                  elements=st.one_of(st.sampled_from(_SPECIAL_DEPTHS), st.floats(width=32, allow_nan=False))))
+@given(
+    hnp.arrays(
+        np.float32,
+        st.integers(0, 2000),
+        elements=st.one_of(st.sampled_from(_SPECIAL_DEPTHS), st.floats(width=32, allow_nan=False)),
+    )
+)
 def test_property_argsort_stable_equals_numpy(x):
     """The binning's radix sort is numpy's stable argsort on any float32 array without NaN
     (ties, ±0.0 as equal, negatives, subnormals, huge values, ±inf)."""
@@ -501,7 +542,11 @@ def _gsplat_reference_image(means, quats, scales, opacities, colors, viewmats, K
     """gsplat's pure-torch projection + tile intersection, then the CUDA forward kernel
     transcribed pixel by pixel (its own ``_rasterize_to_pixels`` needs CUDA and nerfacc)."""
     from gsplat.cuda._torch_impl import (
-        _fully_fused_projection, _isect_offset_encode, _isect_tiles, _quat_scale_to_covar_preci)
+        _fully_fused_projection,
+        _isect_offset_encode,
+        _isect_tiles,
+        _quat_scale_to_covar_preci,
+    )
 
     covars, _ = _quat_scale_to_covar_preci(quats, scales, compute_covar=True, compute_preci=False)
     radii, means2d, depths, conics, _ = _fully_fused_projection(means, covars, viewmats, Ks, width, height)
@@ -518,13 +563,15 @@ def _gsplat_reference_image(means, quats, scales, opacities, colors, viewmats, K
         for ty in range(th):
             for tx in range(tw):
                 t = (c * th + ty) * tw + tx
-                ids = flatten_ids[offsets[t]:offsets[t + 1]].long()
+                ids = flatten_ids[offsets[t] : offsets[t + 1]].long()
                 for py in range(ty * tile_size, min((ty + 1) * tile_size, height)):
                     for px in range(tx * tile_size, min((tx + 1) * tile_size, width)):
                         d = m2[ids] - torch.tensor([px + 0.5, py + 0.5])
                         q = cn[ids]
-                        sigma = 0.5 * (q[:, 0] * d[:, 0] * d[:, 0] + q[:, 2] * d[:, 1] * d[:, 1]) \
+                        sigma = (
+                            0.5 * (q[:, 0] * d[:, 0] * d[:, 0] + q[:, 2] * d[:, 1] * d[:, 1])
                             + q[:, 1] * d[:, 0] * d[:, 1]
+                        )
                         alpha = torch.clamp_max(op[ids] * torch.exp(-sigma), 0.999)
                         T, acc = 1.0, torch.zeros(colors.shape[-1])
                         for k in range(len(ids)):
@@ -575,8 +622,19 @@ def test_render_image_uses_camera_and_background():
     means, quats, scales, opacities, colors, _, _ = _scene(N=50, seed=11, specials=False)
     cam = Camera.orbit(yaw_deg=10, radius=3.0, width=W, height=H, target=(0.0, 0.0, 0.0))
     img = render_image(means, quats, scales, opacities, colors, cam, background=[0.0, 0.0, 1.0], backend="cpu")
-    ref, alpha, _ = rasterize(means, quats, scales, opacities, colors, cam.viewmat[None], cam.K[None], W, H,
-                              backend="torch", backgrounds=torch.tensor([[0.0, 0.0, 1.0]]))
+    ref, alpha, _ = rasterize(
+        means,
+        quats,
+        scales,
+        opacities,
+        colors,
+        cam.viewmat[None],
+        cam.K[None],
+        W,
+        H,
+        backend="torch",
+        backgrounds=torch.tensor([[0.0, 0.0, 1.0]]),
+    )
     assert img.shape == (H, W, 3)
     torch.testing.assert_close(img, ref[0], rtol=0, atol=1e-4)
     assert float(img[..., 2].min()) > 0  # the blue background shows through somewhere
@@ -613,8 +671,17 @@ def test_gsplat_backend_without_cuda_raises():
 # --------------------------------------------------------------------------- bad input
 def _bad(**changes):
     means, quats, scales, opacities, colors, viewmats, Ks = _scene(N=10, seed=14, specials=False)
-    kw = dict(means=means, quats=quats, scales=scales, opacities=opacities, colors=colors, viewmats=viewmats, Ks=Ks,
-              width=W, height=H)
+    kw = dict(
+        means=means,
+        quats=quats,
+        scales=scales,
+        opacities=opacities,
+        colors=colors,
+        viewmats=viewmats,
+        Ks=Ks,
+        width=W,
+        height=H,
+    )
     kw.update(changes)
     return kw
 
@@ -652,8 +719,7 @@ BAD_INPUTS = [
 @pytest.mark.parametrize("changes, message", BAD_INPUTS)
 def test_bad_inputs_raise_clear_errors(changes, message):
     kw = _bad(**changes)
-    args = [kw.pop(k) for k in ("means", "quats", "scales", "opacities", "colors", "viewmats", "Ks", "width",
-                                "height")]
+    args = [kw.pop(k) for k in ("means", "quats", "scales", "opacities", "colors", "viewmats", "Ks", "width", "height")]
     with pytest.raises(ValueError, match=message):
         rasterize(*args, **kw)
 
@@ -677,8 +743,7 @@ def test_bad_inputs_raise_clear_errors(changes, message):
 def test_non_finite_inputs_raise(name, index, value, message, backend):
     kw = _bad(backgrounds=torch.full((1, 3), 0.5))
     kw[name] = _nan_at(kw[name], index, value)
-    args = [kw.pop(k) for k in ("means", "quats", "scales", "opacities", "colors", "viewmats", "Ks", "width",
-                                "height")]
+    args = [kw.pop(k) for k in ("means", "quats", "scales", "opacities", "colors", "viewmats", "Ks", "width", "height")]
     with pytest.raises(ValueError, match=message):
         rasterize(*args, backend=backend, **kw)
 
@@ -693,12 +758,20 @@ def test_mixed_devices_and_cpu_backend_device_checks():
     kw = _bad()
     if torch.cuda.is_available():
         with pytest.raises(ValueError, match="one device"):
-            rasterize(kw["means"].cuda(), kw["quats"], kw["scales"], kw["opacities"], kw["colors"], kw["viewmats"],
-                      kw["Ks"], W, H)
+            rasterize(
+                kw["means"].cuda(),
+                kw["quats"],
+                kw["scales"],
+                kw["opacities"],
+                kw["colors"],
+                kw["viewmats"],
+                kw["Ks"],
+                W,
+                H,
+            )
     meta_device = torch.zeros(10, 3, device="meta")
     with pytest.raises(ValueError, match="one device"):
-        rasterize(meta_device, kw["quats"], kw["scales"], kw["opacities"], kw["colors"], kw["viewmats"], kw["Ks"], W,
-                  H)
+        rasterize(meta_device, kw["quats"], kw["scales"], kw["opacities"], kw["colors"], kw["viewmats"], kw["Ks"], W, H)
 
 
 def test_numba_and_gsplat_are_imported_only_when_used():

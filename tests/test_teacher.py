@@ -38,8 +38,14 @@ def _aus(**kw) -> torch.Tensor:
 
 
 def _phones():
-    return [Phone(0.0, 0.2, "sil"), Phone(0.2, 0.32, "m"), Phone(0.32, 0.6, "aa"), Phone(0.6, 0.7, "t"),
-            Phone(0.7, 0.95, "uw"), Phone(0.95, 1.2, "sil")]
+    return [
+        Phone(0.0, 0.2, "sil"),
+        Phone(0.2, 0.32, "m"),
+        Phone(0.32, 0.6, "aa"),
+        Phone(0.6, 0.7, "t"),
+        Phone(0.7, 0.95, "uw"),
+        Phone(0.95, 1.2, "sil"),
+    ]
 
 
 # ----------------------------------------------------------------------------- the fields
@@ -131,7 +137,9 @@ def test_fields_are_mirror_symmetric(rig):
     assert int(mi[61]) == 291 and int(mi[13]) == 13 and torch.equal(mi[mi], torch.arange(468))
     flip = torch.tensor([-1.0, 1.0, 1.0])
     for name, basis in (("AU", rig.au_basis), ("viseme", rig.viseme_basis)):
-        torch.testing.assert_close(basis[:, mi] * flip, basis, rtol=0, atol=1e-6, msg=f"{name} fields are not symmetric")
+        torch.testing.assert_close(
+            basis[:, mi] * flip, basis, rtol=0, atol=1e-6, msg=f"{name} fields are not symmetric"
+        )
 
 
 def test_fields_are_smooth_and_local(rig):
@@ -172,8 +180,9 @@ def test_geodesic_cut_separates_the_lips():
 def test_non_jaw_parts_are_linear_and_match_the_formula(rig):
     a = torch.tensor(preset("happy"))[None]
     b = torch.tensor(preset("anger"))[None]
-    torch.testing.assert_close(rig.vertex_displacement(a + b), rig.vertex_displacement(a) + rig.vertex_displacement(b),
-                               rtol=0, atol=1e-6)
+    torch.testing.assert_close(
+        rig.vertex_displacement(a + b), rig.vertex_displacement(a) + rig.vertex_displacement(b), rtol=0, atol=1e-6
+    )
     # by hand: Σ a_k/5 B_k + Σ w_v S_v + J F_jaw
     w = torch.softmax(torch.randn(1, len(VISEMES)), -1)
     aus = torch.tensor(preset("surprise"))[None]
@@ -182,8 +191,11 @@ def test_non_jaw_parts_are_linear_and_match_the_formula(rig):
     jaw = (j_e**4 + j_s**4) ** 0.25
     mask = torch.ones(17)
     mask[k26] = 0
-    hand = ((aus[0] * mask / 5)[:, None, None] * rig.au_basis).sum(0) + (w[0][:, None, None] * rig.viseme_shape).sum(0) \
+    hand = (
+        ((aus[0] * mask / 5)[:, None, None] * rig.au_basis).sum(0)
+        + (w[0][:, None, None] * rig.viseme_shape).sum(0)
         + jaw * rig.jaw_field
+    )
     torch.testing.assert_close(rig.vertex_displacement(aus, w)[0], hand, rtol=1e-5, atol=1e-6)
 
 
@@ -193,7 +205,7 @@ def test_jaw_is_a_soft_maximum_of_speech_and_au26(rig):
     assert float(rig.jaw_opening(torch.zeros(1, 17), aa)) == pytest.approx(j_s)
     both = float(rig.jaw_opening(_aus(AU26=5.0 * j_s), aa))
     assert j_s < both < 2 * j_s  # more than either alone, less than the sum
-    assert both == pytest.approx(2 ** 0.25 * j_s)
+    assert both == pytest.approx(2**0.25 * j_s)
     # the chin therefore drops less with speech + AU26 than the two added up
     alone = rig.vertex_displacement(_aus(AU26=5.0 * j_s))[0, 152, 1]
     mixed = rig.vertex_displacement(_aus(AU26=5.0 * j_s), aa)[0, 152, 1]
@@ -206,7 +218,9 @@ def test_visemes_shape_the_mouth(rig):
     neutral = float(tc.mouth_opening(v))
     assert open_["PP"] < 0.2 * neutral  # bilabial closure
     assert open_["aa"] > open_["E"] > open_["I"] > neutral  # open vowels open the jaw most
-    width = {n: float((v + rig.viseme_basis[i])[291, 0] - (v + rig.viseme_basis[i])[61, 0]) for i, n in enumerate(VISEMES)}
+    width = {
+        n: float((v + rig.viseme_basis[i])[291, 0] - (v + rig.viseme_basis[i])[61, 0]) for i, n in enumerate(VISEMES)
+    }
     assert width["U"] < width["sil"] - 0.05 and width["I"] > width["sil"] + 0.03  # rounding vs spreading
     assert float(rig.viseme_basis[VISEMES.index("U")][0, 2]) > 0.02  # protrusion
 
@@ -314,7 +328,11 @@ def test_viseme_weights_from_audio_proxy():
     sr = 16000
     t = np.arange(sr) / sr
     rng = np.random.default_rng(0)
-    wave = np.where(t < 0.5, 1e-4 * rng.standard_normal(sr), 0.3 * np.sin(2 * np.pi * 150 * t) * (1 + 0.3 * np.sin(2 * np.pi * 700 * t)))
+    wave = np.where(
+        t < 0.5,
+        1e-4 * rng.standard_normal(sr),
+        0.3 * np.sin(2 * np.pi * 150 * t) * (1 + 0.3 * np.sin(2 * np.pi * 700 * t)),
+    )
     W = tc.viseme_weights_from_audio(wave.astype(np.float32), sr)
     assert W.shape == (25, len(VISEMES))
     np.testing.assert_allclose(W.sum(1), 1.0, atol=1e-5)
@@ -374,8 +392,9 @@ def test_sequence_without_speech_motion_keeps_the_head_still(rig, small_head):
     assert s.frames is None and s.n_frames == 10
     assert float(s.vertex_disp.abs().max()) == 0.0
     torch.testing.assert_close(s.means, small_head.means.expand(10, -1, -1))
-    torch.testing.assert_close(s.quats, torch.nn.functional.normalize(small_head.quats, dim=-1).expand(10, -1, -1),
-                               rtol=0, atol=1e-6)
+    torch.testing.assert_close(
+        s.quats, torch.nn.functional.normalize(small_head.quats, dim=-1).expand(10, -1, -1), rtol=0, atol=1e-6
+    )
 
 
 def test_sequence_from_audio_uses_the_proxy_and_audio_frame_count(rig, small_head):

@@ -1,4 +1,5 @@
 """Tests of emozone_lite.temporal: RevIN, patching, windows, CIT-AE and the per-frame baseline."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -100,7 +101,7 @@ def test_make_patches_matches_loop():
     p = make_patches(x, 8, 4)
     assert p.shape == (2, 3, n_patches(32, 8, 4), 8) == (2, 3, 7, 8)
     for k in range(7):
-        torch.testing.assert_close(p[:, :, k], x[:, :, 4 * k: 4 * k + 8])
+        torch.testing.assert_close(p[:, :, k], x[:, :, 4 * k : 4 * k + 8])
 
 
 def test_make_patches_bad_inputs():
@@ -282,7 +283,7 @@ def test_centred_tokens_see_minus16_to_plus15():
     changed = (enc(x2) - enc(x)).abs().amax(dim=(1, 2)) > 1e-6
     # frame t0 is inside the window of frames t0-15 … t0+16 (window t-16 … t+15)
     expected = torch.zeros(80, dtype=torch.bool)
-    expected[t0 - 15: t0 + 17] = True
+    expected[t0 - 15 : t0 + 17] = True
     assert torch.equal(changed, expected), changed.nonzero().flatten().tolist()
 
 

@@ -1,4 +1,5 @@
 """Training: determinism, atomic checkpoints, resume, config checks, evaluation, ablation, CLI."""
+
 from __future__ import annotations
 
 import json
@@ -17,7 +18,9 @@ SMALL = ModelConfig(n_gaussians=800, d_model=16, hidden=32)
 
 @pytest.fixture(scope="module")
 def cfg():
-    return T.TrainConfig(steps=4, image_size=32, n_scripts=1, yaws=(0.0, 20.0), batch_frames=2, views_per_step=1, ckpt_every=2)
+    return T.TrainConfig(
+        steps=4, image_size=32, n_scripts=1, yaws=(0.0, 20.0), batch_frames=2, views_per_step=1, ckpt_every=2
+    )
 
 
 @pytest.fixture(scope="module")
@@ -65,14 +68,27 @@ def test_training_is_deterministic_and_resumes(cfg, data, tmp_path):
 
 
 def test_checkpoint_errors(cfg, data, tmp_path):
-    model, _ = T.train(SMALL, T.TrainConfig.from_dict({**cfg.to_dict(), "steps": 2}), data, out_dir=tmp_path, resume=False, progress=False)
+    model, _ = T.train(
+        SMALL,
+        T.TrainConfig.from_dict({**cfg.to_dict(), "steps": 2}),
+        data,
+        out_dir=tmp_path,
+        resume=False,
+        progress=False,
+    )
     ckpt = tmp_path / "checkpoint.pt"
     loaded, ck = T.load_model(ckpt)
     assert ck["step"] == 2 and ck["seed"] == cfg.seed and loaded.config == SMALL
     with pytest.raises(ValueError, match="another config"):
         T.load_model(ckpt, expected_config=ModelConfig(fusion="implicit", n_gaussians=800, d_model=16, hidden=32))
     with pytest.raises(ValueError, match="another config"):
-        T.train(ModelConfig(fusion="implicit", n_gaussians=800, d_model=16, hidden=32), cfg, data, out_dir=tmp_path, progress=False)
+        T.train(
+            ModelConfig(fusion="implicit", n_gaussians=800, d_model=16, hidden=32),
+            cfg,
+            data,
+            out_dir=tmp_path,
+            progress=False,
+        )
     with pytest.raises(FileNotFoundError, match="checkpoint not found"):
         T.read_checkpoint(tmp_path / "missing.pt")
     bad = tmp_path / "garbage.pt"
@@ -91,15 +107,26 @@ def test_checkpoint_errors(cfg, data, tmp_path):
 
 def test_evaluate_and_ablation_outputs(cfg, data, tmp_path):
     short = T.TrainConfig.from_dict({**cfg.to_dict(), "steps": 2})
-    runs = (ModelConfig(fusion="implicit", temporal="per_frame", n_gaussians=500, d_model=16, hidden=32),
-            ModelConfig(fusion="szpab", temporal="citae", n_gaussians=500, d_model=16, hidden=32))
+    runs = (
+        ModelConfig(fusion="implicit", temporal="per_frame", n_gaussians=500, d_model=16, hidden=32),
+        ModelConfig(fusion="szpab", temporal="citae", n_gaussians=500, d_model=16, hidden=32),
+    )
     rep = T.run_ablation(short, data, tmp_path, runs=runs, progress=False)
     res = json.loads((tmp_path / "ablation.json").read_text())
     assert set(res["results"]) == {"implicit+per_frame", "szpab+citae"}
     test_key = next(k for k in res["results"]["szpab+citae"] if k.startswith("heldout_utterance"))
     m = res["results"]["szpab+citae"][test_key]
-    keys = ("psnr", "ssim", "lmd_mouth", "lmd_upper", "aue_upper", "aue_lower", "jitter_upper_lmk", "jitter_au",
-            "lip_sync")
+    keys = (
+        "psnr",
+        "ssim",
+        "lmd_mouth",
+        "lmd_upper",
+        "aue_upper",
+        "aue_lower",
+        "jitter_upper_lmk",
+        "jitter_au",
+        "lip_sync",
+    )
     assert set(keys) <= set(m), sorted(set(keys) - set(m))
     for k in keys:
         if k == "lip_sync":  # a correlation; NaN (with a warning) when a barely trained mouth does not move
@@ -120,17 +147,40 @@ def test_cli_render_own_files(cfg, data, tmp_path):
     from emozone_lite.utils import data_path
     from emozone_lite.viz import read_video_info
 
-    T.train(SMALL, T.TrainConfig.from_dict({**cfg.to_dict(), "steps": 1}), data, out_dir=tmp_path, resume=False, progress=False)
+    T.train(
+        SMALL,
+        T.TrainConfig.from_dict({**cfg.to_dict(), "steps": 1}),
+        data,
+        out_dir=tmp_path,
+        resume=False,
+        progress=False,
+    )
     csv = tmp_path / "aus.csv"
     write_openface_csv(AUTrack(np.full((30, 17), 1.0, np.float32), fps=25.0), csv)  # shorter than the audio
     out = tmp_path / "me.mp4"
     with warnings.catch_warnings(record=True) as w:
         warnings.simplefilter("always")
-        rc = main(["render", "--audio", str(data_path("arctic_a0009.wav")), "--aus", str(csv),
-                   "--checkpoint", str(tmp_path / "checkpoint.pt"), "--out", str(out), "--size", "48"])
+        rc = main(
+            [
+                "render",
+                "--audio",
+                str(data_path("arctic_a0009.wav")),
+                "--aus",
+                str(csv),
+                "--checkpoint",
+                str(tmp_path / "checkpoint.pt"),
+                "--out",
+                str(out),
+                "--size",
+                "48",
+            ]
+        )
     assert rc == 0 and any("resampling the AUs" in str(x.message) for x in w)
     info = read_video_info(out)
     assert info["has_audio"] and info["n_frames"] == 77 and info["size"] == (48, 48)
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"\x00" * 10)
-    assert main(["render", "--audio", str(data_path("arctic_a0009.wav")), "--checkpoint", str(bad), "--out", str(out)]) == 2
+    assert (
+        main(["render", "--audio", str(data_path("arctic_a0009.wav")), "--checkpoint", str(bad), "--out", str(out)])
+        == 2
+    )

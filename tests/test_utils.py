@@ -12,8 +12,19 @@ import emozone_lite
 from emozone_lite import threads, utils
 
 
-@pytest.mark.parametrize(("raw", "expected"), [("1", True), ("true", True), ("YES", True), (" on ", True),
-                                               ("", False), ("0", False), ("False", False), ("off", False)])
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("1", True),
+        ("true", True),
+        ("YES", True),
+        (" on ", True),
+        ("", False),
+        ("0", False),
+        ("False", False),
+        ("off", False),
+    ],
+)
 def test_fast_mode_parses_one_way(monkeypatch, raw, expected):
     monkeypatch.setenv("EMOZONE_FAST", raw)
     assert utils.fast_mode() is expected

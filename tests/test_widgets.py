@@ -7,6 +7,7 @@ edits do change the head). The "AU01 raises the brows and leaves the lips" test 
 real training: it uses ``train.pretrained`` with the fast config (cached in
 outputs/cache; the first run trains for a few minutes).
 """
+
 from __future__ import annotations
 
 import io
@@ -122,8 +123,18 @@ def test_render_frame_matches_hand_render(rstudio, random_model):
         a, u = random_model.encode(rstudio.mel_windows, rstudio.energy, track)
         st = random_model.deform(a[t : t + 1], u[t : t + 1])
     cam = Camera.orbit(yaw_deg=-15, width=SIZE, height=SIZE)
-    img, _, _ = rasterize(st.means[0], st.quats[0], st.scales[0], random_model.opacities, random_model.colors,
-                          cam.viewmat[None], cam.K[None], SIZE, SIZE, backgrounds=torch.ones(1, 3))
+    img, _, _ = rasterize(
+        st.means[0],
+        st.quats[0],
+        st.scales[0],
+        random_model.opacities,
+        random_model.colors,
+        cam.viewmat[None],
+        cam.K[None],
+        SIZE,
+        SIZE,
+        backgrounds=torch.ones(1, 3),
+    )
     aus = rstudio.frame_aus(t)
     aus[AU01] = v
     lib = rstudio.render_frame(t, aus, yaw=-15, size=SIZE)
@@ -305,7 +316,9 @@ def test_au_slider_changes_image_and_holds_the_value(app):
     assert app.au_sliders["AU45"].value > 1.0
     assert app.overrides == {"AU01": 4.5}  # syncing the sliders is not an edit
     app.reset_button.click()
-    assert app.overrides == {} and app.au_sliders["AU01"].value == pytest.approx(round(float(app.studio.track[t, AU01]), 1))
+    assert app.overrides == {} and app.au_sliders["AU01"].value == pytest.approx(
+        round(float(app.studio.track[t, AU01]), 1)
+    )
 
 
 def test_yaw_changes_the_image_with_one_render(app):

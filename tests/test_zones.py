@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 
 matplotlib.use("Agg")
 
-from emozone_lite import aus  # noqa: E402
-from emozone_lite import zones as Z  # noqa: E402
-from emozone_lite.landmarks import load_canonical_mesh  # noqa: E402
+from emozone_lite import aus
+from emozone_lite import zones as Z
+from emozone_lite.landmarks import load_canonical_mesh
 
 MESH = load_canonical_mesh()
 V = torch.from_numpy(MESH.vertices)
@@ -48,7 +48,9 @@ def test_subregions_disjoint_nonempty_and_cover_stored_regions():
     assert all(len(v) > 0 for v in sub.values())
     assert allidx.min() >= 0 and allidx.max() < 468
     np.testing.assert_array_equal(np.sort(sub["lips"]), np.sort(MESH.regions["lips"]))
-    np.testing.assert_array_equal(np.sort(sub["brows"]), np.sort(np.r_[MESH.regions["left_eyebrow"], MESH.regions["right_eyebrow"]]))
+    np.testing.assert_array_equal(
+        np.sort(sub["brows"]), np.sort(np.r_[MESH.regions["left_eyebrow"], MESH.regions["right_eyebrow"]])
+    )
     # geometry: forehead above the brows, chin below the lips, cheeks lateral to the nose
     v = MESH.vertices
     assert v[sub["forehead"], 1].min() > v[sub["brows"], 1].max()
@@ -98,7 +100,13 @@ def test_far_points_are_finite():
 def test_anatomy_brows_upper_lips_lower_cheeks_synergy():
     sub = Z.subregion_indices()
     names = Z.ZONE_NAMES
-    for region, zone in (("brows", "upper"), ("forehead", "upper"), ("lips", "lower"), ("chin", "lower"), ("cheeks", "synergy")):
+    for region, zone in (
+        ("brows", "upper"),
+        ("forehead", "upper"),
+        ("lips", "lower"),
+        ("chin", "lower"),
+        ("cheeks", "synergy"),
+    ):
         pts = _jitter(V[sub[region]], 0.01, seed=1)  # near, not on, the anchors
         w = Z.soft_membership(pts)
         z = names.index(zone)
@@ -233,7 +241,9 @@ def test_zone_colors():
     w = Z.soft_membership(V)
     cols = Z.zone_colors(w)
     assert cols.shape == (468, 3) and float(cols.min()) >= 0 and float(cols.max()) <= 1
-    torch.testing.assert_close(Z.zone_colors(torch.full((2, 2), 0.5), palette=[[1, 0, 0], [0, 0, 1]]), torch.tensor([[0.5, 0, 0.5]] * 2))
+    torch.testing.assert_close(
+        Z.zone_colors(torch.full((2, 2), 0.5), palette=[[1, 0, 0], [0, 0, 1]]), torch.tensor([[0.5, 0, 0.5]] * 2)
+    )
     assert Z.zone_colors(Z.soft_membership(V, zones="fine")).shape == (468, 3)
 
 
@@ -319,7 +329,9 @@ def test_mesh_points_and_cloud_membership():
     # a personalised cloud (means moved away from the mesh) keeps the zones of its mesh place
     pts = Z.mesh_points(tri, centre)
     base = GaussianCloud.from_points(pts * 1.3 + 0.1)
-    cloud = GaussianCloud(base.means, base.quats, base.scales, base.opacities, base.colors, {"tri_index": tri, "bary": centre})
+    cloud = GaussianCloud(
+        base.means, base.quats, base.scales, base.opacities, base.colors, {"tri_index": tri, "bary": centre}
+    )
     torch.testing.assert_close(Z.cloud_membership(cloud), Z.soft_membership(pts))
     plain = GaussianCloud.from_points(pts * 1.3 + 0.1)
     torch.testing.assert_close(Z.cloud_membership(plain, falloff=0.1), Z.soft_membership(pts * 1.3 + 0.1, falloff=0.1))

@@ -27,6 +27,7 @@ Usage (needs ``apt-get install espeak-ng``; not a runtime dependency of emozone-
     python data_samples/scripts/align_arctic_phones.py            # writes arctic_a0007_phone.lab
     python data_samples/scripts/align_arctic_phones.py --check    # only the sanity checks
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,21 +51,78 @@ PROMPTS = {
 #: eSpeak NG en-us phoneme mnemonic -> festvox radio phones (a few become two phones).
 ESPEAK_TO_ARCTIC: dict[str, tuple[str, ...]] = {
     # vowels
-    "a": ("ae",), "a#": ("ax",), "aa": ("aa",), "A:": ("aa",), "A@": ("aa", "r"), "0": ("aa",),
-    "V": ("ah",), "@": ("ax",), "@2": ("ax",), "@5": ("ax",), "@L": ("ax", "l"), "3": ("er",),
-    "3:": ("er",), "E": ("eh",), "e@": ("eh", "r"), "eI": ("ey",), "I": ("ih",), "I#": ("ih",),
-    "I2": ("ih",), "i": ("iy",), "i:": ("iy",), "i@": ("iy", "r"), "i@3": ("iy", "r"),
-    "O": ("ao",), "O:": ("ao",), "O2": ("aa",), "O@": ("ao", "r"), "o@": ("ao", "r"),
-    "oU": ("ow",), "OI": ("oy",), "U": ("uh",), "u:": ("uw",), "U@": ("uh", "r"),
-    "aI": ("ay",), "aI@": ("ay", "er"), "aI3": ("ay", "er"), "aU": ("aw",), "aU@": ("aw", "er"),
+    "a": ("ae",),
+    "a#": ("ax",),
+    "aa": ("aa",),
+    "A:": ("aa",),
+    "A@": ("aa", "r"),
+    "0": ("aa",),
+    "V": ("ah",),
+    "@": ("ax",),
+    "@2": ("ax",),
+    "@5": ("ax",),
+    "@L": ("ax", "l"),
+    "3": ("er",),
+    "3:": ("er",),
+    "E": ("eh",),
+    "e@": ("eh", "r"),
+    "eI": ("ey",),
+    "I": ("ih",),
+    "I#": ("ih",),
+    "I2": ("ih",),
+    "i": ("iy",),
+    "i:": ("iy",),
+    "i@": ("iy", "r"),
+    "i@3": ("iy", "r"),
+    "O": ("ao",),
+    "O:": ("ao",),
+    "O2": ("aa",),
+    "O@": ("ao", "r"),
+    "o@": ("ao", "r"),
+    "oU": ("ow",),
+    "OI": ("oy",),
+    "U": ("uh",),
+    "u:": ("uw",),
+    "U@": ("uh", "r"),
+    "aI": ("ay",),
+    "aI@": ("ay", "er"),
+    "aI3": ("ay", "er"),
+    "aU": ("aw",),
+    "aU@": ("aw", "er"),
     # consonants
-    "p": ("p",), "b": ("b",), "t": ("t",), "t#": ("t",), "*": ("t",), "d": ("d",), "k": ("k",),
-    "g": ("g",), "f": ("f",), "v": ("v",), "T": ("th",), "D": ("dh",), "s": ("s",), "z": ("z",),
-    "S": ("sh",), "Z": ("zh",), "tS": ("ch",), "dZ": ("jh",), "h": ("hh",), "m": ("m",),
-    "n": ("n",), "n-": ("n",), "N": ("ng",), "l": ("l",), "l/": ("l",), "r": ("r",),
-    "r-": ("r",), "w": ("w",), "j": ("y",),
+    "p": ("p",),
+    "b": ("b",),
+    "t": ("t",),
+    "t#": ("t",),
+    "*": ("t",),
+    "d": ("d",),
+    "k": ("k",),
+    "g": ("g",),
+    "f": ("f",),
+    "v": ("v",),
+    "T": ("th",),
+    "D": ("dh",),
+    "s": ("s",),
+    "z": ("z",),
+    "S": ("sh",),
+    "Z": ("zh",),
+    "tS": ("ch",),
+    "dZ": ("jh",),
+    "h": ("hh",),
+    "m": ("m",),
+    "n": ("n",),
+    "n-": ("n",),
+    "N": ("ng",),
+    "l": ("l",),
+    "l/": ("l",),
+    "r": ("r",),
+    "r-": ("r",),
+    "w": ("w",),
+    "j": ("y",),
     # pauses
-    "_": ("pau",), "_:": ("pau",), "_!": ("pau",),
+    "_": ("pau",),
+    "_:": ("pau",),
+    "_!": ("pau",),
 }
 #: eSpeak markers that take no time of their own (merged into the previous phone).
 ESPEAK_SKIP = {";", "'", ",", "%", "=", "#"}
@@ -76,22 +134,25 @@ PAD_S = 0.3
 
 class _Event(ctypes.Structure):
     _fields_ = [
-        ("type", ctypes.c_int), ("unique_identifier", ctypes.c_uint),
-        ("text_position", ctypes.c_int), ("length", ctypes.c_int),
-        ("audio_position", ctypes.c_int), ("sample", ctypes.c_int),
-        ("user_data", ctypes.c_void_p), ("id", ctypes.c_char * 8),
+        ("type", ctypes.c_int),
+        ("unique_identifier", ctypes.c_uint),
+        ("text_position", ctypes.c_int),
+        ("length", ctypes.c_int),
+        ("audio_position", ctypes.c_int),
+        ("sample", ctypes.c_int),
+        ("user_data", ctypes.c_void_p),
+        ("id", ctypes.c_char * 8),
     ]
 
 
 def espeak_phones(text: str, voice: str = "en-us") -> tuple[np.ndarray, int, list[tuple[str, int]]]:
     """Synthesise ``text``; return (wave int16, sample rate, [(espeak phoneme, start sample)])."""
     lib = ctypes.CDLL("libespeak-ng.so.1")
-    cb_type = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int,
-                               ctypes.POINTER(_Event))
+    cb_type = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.POINTER(_Event))
     chunks: list[np.ndarray] = []
     events: list[tuple[str, int]] = []
 
-    def cb(wav, n, ev):  # noqa: ANN001 (ctypes callback)
+    def cb(wav, n, ev):
         if n > 0:
             chunks.append(np.ctypeslib.as_array(wav, shape=(n,)).copy())
         i = 0
@@ -159,8 +220,9 @@ def synthetic_phones(text: str) -> tuple[np.ndarray, list[tuple[float, float, st
 
 def mfcc_features(y: np.ndarray) -> np.ndarray:
     """[F, 26] CMVN'd MFCC (c1..c13) + deltas at a 5 ms hop."""
-    m = librosa.feature.mfcc(y=y, sr=SR, n_mfcc=14, n_fft=512, win_length=400, hop_length=HOP,
-                             n_mels=40, fmin=60, fmax=7600)[1:]
+    m = librosa.feature.mfcc(
+        y=y, sr=SR, n_mfcc=14, n_fft=512, win_length=400, hop_length=HOP, n_mels=40, fmin=60, fmax=7600
+    )[1:]
     f = np.vstack([m, librosa.feature.delta(m, width=9)])
     f = (f - f.mean(1, keepdims=True)) / (f.std(1, keepdims=True) + 1e-8)
     return f
@@ -197,7 +259,7 @@ def write_hts(path: Path, phones: list[tuple[float, float, str]]) -> None:
     """HTS label with quinphone context, times in 100 ns units rounded to 5 ms."""
     names = ["x", "x"] + [p for _, _, p in phones] + ["x", "x"]
     lines = []
-    for k, (t0, t1, p) in enumerate(phones):
+    for k, (t0, t1, _p) in enumerate(phones):
         a, b, c, d, e = names[k : k + 5]
         lines.append(f"{int(round(t0 * 200)) * 50000} {int(round(t1 * 200)) * 50000} {a}^{b}-{c}+{d}={e}\n")
     path.write_text("".join(lines))
@@ -231,15 +293,20 @@ def check_a0009() -> float:
         import difflib
 
         sm = difflib.SequenceMatcher(a=ref_p, b=got_p, autojunk=False)
-        pairs = [(i, j) for blk in sm.get_matching_blocks() for i, j in
-                 zip(range(blk.a, blk.a + blk.size), range(blk.b, blk.b + blk.size))]
+        pairs = [
+            (i, j)
+            for blk in sm.get_matching_blocks()
+            for i, j in zip(range(blk.a, blk.a + blk.size), range(blk.b, blk.b + blk.size))
+        ]
     else:
         pairs = list(zip(range(len(ref)), range(len(got))))
     err = [abs(ref[i][0] - got[j][0]) for i, j in pairs if i > 0 and j > 0]
     err_ms = 1000 * float(np.mean(err))
     within = float(np.mean(np.array(err) <= 0.05))
-    print(f"a0009: {len(err)} matched phone starts, mean |error| {err_ms:.1f} ms, "
-          f"median {1000 * float(np.median(err)):.1f} ms, {100 * within:.0f}% within 50 ms")
+    print(
+        f"a0009: {len(err)} matched phone starts, mean |error| {err_ms:.1f} ms, "
+        f"median {1000 * float(np.median(err)):.1f} ms, {100 * within:.0f}% within 50 ms"
+    )
     return err_ms
 
 

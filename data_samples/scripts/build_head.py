@@ -10,6 +10,7 @@ L1 + 0.2·D-SSIM inside the face mask; a few minutes on 2 cores). Deterministic 
 given photo, seed, library version and thread count up to floating-point summation order.
 After rebuilding, update the file's size and sha256 in ``data_samples/README.md``.
 """
+
 from __future__ import annotations
 
 import sys

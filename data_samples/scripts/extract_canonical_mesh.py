@@ -13,6 +13,7 @@ Landmark regions (lips, brows, eyes, face oval) come from the connection lists i
 ``mediapipe.tasks.python.vision.face_landmarker.FaceLandmarksConnections`` when mediapipe
 is installed; they are stored in the .npz so the library never needs mediapipe for zones.
 """
+
 from __future__ import annotations
 
 import struct
@@ -110,7 +111,7 @@ def main(task_path: str) -> None:
     ib = _uints(mesh, 4).reshape(-1, 3)
     # procrustes landmark basis: (landmark_id, weight) pairs used by MediaPipe's pose solver
     basis = []
-    for f, w, v in top:
+    for f, _w, v in top:
         if f == 2:
             sub = _parse(v)
             lid = next(x for ff, ww, x in sub if ff == 1)

@@ -98,10 +98,12 @@ _FINITE_HINTS = {
 
 
 # --------------------------------------------------------------------------- checks
-def _check_inputs(means, quats, scales, opacities, colors, viewmats, Ks, width, height, backgrounds, backend,
-                  tile_size):
-    tensors = dict(means=means, quats=quats, scales=scales, opacities=opacities, colors=colors,
-                   viewmats=viewmats, Ks=Ks)
+def _check_inputs(
+    means, quats, scales, opacities, colors, viewmats, Ks, width, height, backgrounds, backend, tile_size
+):
+    tensors = dict(
+        means=means, quats=quats, scales=scales, opacities=opacities, colors=colors, viewmats=viewmats, Ks=Ks
+    )
     if backgrounds is not None:
         tensors["backgrounds"] = backgrounds
     for name, t in tensors.items():
@@ -118,8 +120,9 @@ def _check_inputs(means, quats, scales, opacities, colors, viewmats, Ks, width, 
     check_shape(quats, "quats", ("N", 4), "; N is set by means", N=N)
     check_shape(scales, "scales", ("N", 3), "; N is set by means", N=N)
     check_shape(opacities, "opacities", ("N",), "; squeeze a trailing 1" if opacities.shape == (N, 1) else "", N=N)
-    C = check_shape(viewmats, "viewmats", ("C", 4, 4),
-                    "; add a camera axis with viewmats[None]" if viewmats.shape == (4, 4) else "")["C"]
+    C = check_shape(
+        viewmats, "viewmats", ("C", 4, 4), "; add a camera axis with viewmats[None]" if viewmats.shape == (4, 4) else ""
+    )["C"]
     if C == 0:
         raise ValueError("viewmats holds no camera (C = 0); pass at least one")
     check_shape(Ks, "Ks", ("C", 3, 3), "; add a camera axis with Ks[None]" if Ks.shape == (3, 3) else "", C=C)
@@ -146,13 +149,15 @@ def _resolve_backend(backend: str, device: torch.device) -> str:
         return "gsplat" if (cuda and device.type == "cuda") else "cpu"
     if backend == "gsplat":
         if not cuda:
-            raise RuntimeError("backend='gsplat' needs CUDA, which is not available here; "
-                               "use backend='cpu' (or 'auto')")
+            raise RuntimeError(
+                "backend='gsplat' needs CUDA, which is not available here; use backend='cpu' (or 'auto')"
+            )
         if device.type != "cuda":
             raise ValueError("backend='gsplat' needs CUDA tensors; move the inputs with .cuda() or use backend='cpu'")
     if backend == "cpu" and device.type != "cpu":
-        raise ValueError(f"backend='cpu' needs CPU tensors, got {device}; move them with .cpu() "
-                         "or use backend='gsplat' / 'auto'")
+        raise ValueError(
+            f"backend='cpu' needs CPU tensors, got {device}; move them with .cpu() or use backend='gsplat' / 'auto'"
+        )
     return backend
 
 
@@ -230,24 +235,50 @@ def rasterize(
         >>> img.shape, alpha.shape, round(float(alpha[0, 16, 16, 0]), 3), meta["radii"].tolist()
         (torch.Size([1, 33, 33, 3]), torch.Size([1, 33, 33, 1]), 0.999, [[[6, 6]]])
     """
-    C, N, D, width, height, tile_size = _check_inputs(means, quats, scales, opacities, colors, viewmats, Ks, width,
-                                                      height, backgrounds, backend, tile_size)
+    C, N, D, width, height, tile_size = _check_inputs(
+        means, quats, scales, opacities, colors, viewmats, Ks, width, height, backgrounds, backend, tile_size
+    )
     backend = _resolve_backend(backend, means.device)
     if backgrounds is not None and backgrounds.ndim == 1:
         backgrounds = backgrounds[None].expand(C, D)
     if backend == "gsplat":
-        return rasterize_gsplat(means, quats, scales, opacities, colors, viewmats, Ks, width, height,
-                                near_plane=near_plane, far_plane=far_plane, eps2d=eps2d, backgrounds=backgrounds,
-                                tile_size=tile_size)
+        return rasterize_gsplat(
+            means,
+            quats,
+            scales,
+            opacities,
+            colors,
+            viewmats,
+            Ks,
+            width,
+            height,
+            near_plane=near_plane,
+            far_plane=far_plane,
+            eps2d=eps2d,
+            backgrounds=backgrounds,
+            tile_size=tile_size,
+        )
 
     dtype = means.dtype
-    quats, scales, opacities, colors, viewmats, Ks = (t.to(dtype) for t in (quats, scales, opacities, colors,
-                                                                            viewmats, Ks))
+    quats, scales, opacities, colors, viewmats, Ks = (
+        t.to(dtype) for t in (quats, scales, opacities, colors, viewmats, Ks)
+    )
     project = project_gaussians
     if backend == "cpu" and not (viewmats.requires_grad or Ks.requires_grad):
         from ._cpu import project_gaussians_cpu as project  # its numba twin (no camera gradients)
-    radii, means2d, depths, conics = project(means, quats, scales, viewmats, Ks, width, height, eps2d=eps2d,
-                                             near_plane=near_plane, far_plane=far_plane, opacities=opacities)
+    radii, means2d, depths, conics = project(
+        means,
+        quats,
+        scales,
+        viewmats,
+        Ks,
+        width,
+        height,
+        eps2d=eps2d,
+        near_plane=near_plane,
+        far_plane=far_plane,
+        opacities=opacities,
+    )
     opacities_c = opacities[None, :].expand(C, N)  # [C, N]
     colors_c = colors[None].expand(C, N, D) if colors.ndim == 2 else colors  # [C, N, D]
     tile_width, tile_height = tile_grid(width, height, tile_size)
@@ -256,22 +287,43 @@ def rasterize(
         from ._cpu import rasterize_to_pixels_cpu  # numba: imported only when used
 
         render_colors, render_alphas, binning = rasterize_to_pixels_cpu(
-            means2d, conics, colors_c, opacities_c, radii, depths, width, height, tile_size)
+            means2d, conics, colors_c, opacities_c, radii, depths, width, height, tile_size
+        )
         render_colors, render_alphas = render_colors.to(dtype), render_alphas.to(dtype)
         meta.update(isect_offsets=binning["isect_offsets"], flatten_ids=binning["flatten_ids"])
     else:
-        render_colors, render_alphas = _rasterize_pixels_torch(means2d, conics, colors_c, opacities_c, radii, depths,
-                                                               width, height, tile_size)
+        render_colors, render_alphas = _rasterize_pixels_torch(
+            means2d, conics, colors_c, opacities_c, radii, depths, width, height, tile_size
+        )
     if backgrounds is not None:
         render_colors = render_colors + (1 - render_alphas) * backgrounds.to(dtype)[:, None, None, :]
-    meta.update(radii=radii, means2d=means2d, depths=depths, conics=conics, opacities=opacities_c, width=width,
-                height=height, tile_size=tile_size, tile_width=tile_width, tile_height=tile_height, n_cameras=C,
-                backend=backend)
+    meta.update(
+        radii=radii,
+        means2d=means2d,
+        depths=depths,
+        conics=conics,
+        opacities=opacities_c,
+        width=width,
+        height=height,
+        tile_size=tile_size,
+        tile_width=tile_width,
+        tile_height=tile_height,
+        n_cameras=C,
+        backend=backend,
+    )
     return render_colors, render_alphas, meta
 
 
-def render_image(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor, colors: Tensor, camera,
-                 background=None, backend: str = "auto") -> Tensor:
+def render_image(
+    means: Tensor,
+    quats: Tensor,
+    scales: Tensor,
+    opacities: Tensor,
+    colors: Tensor,
+    camera,
+    background=None,
+    backend: str = "auto",
+) -> Tensor:
     """Render one view ``[H, W, D]`` for an :class:`emozone_lite.camera.Camera`.
 
     Args:
@@ -300,6 +352,17 @@ def render_image(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor
         bg = bg[None]
     viewmat = camera.viewmat.to(device=means.device, dtype=means.dtype)[None]
     K = camera.K.to(device=means.device, dtype=means.dtype)[None]
-    img, _, _ = rasterize(means, quats, scales, opacities, colors, viewmat, K, camera.width, camera.height,
-                          backend=backend, backgrounds=bg)
+    img, _, _ = rasterize(
+        means,
+        quats,
+        scales,
+        opacities,
+        colors,
+        viewmat,
+        K,
+        camera.width,
+        camera.height,
+        backend=backend,
+        backgrounds=bg,
+    )
     return img[0]

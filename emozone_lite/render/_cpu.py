@@ -41,6 +41,7 @@ backward make bit-identical skip / stop decisions. They are compiled once and ca
 come from :mod:`emozone_lite.render._constants` (numba freezes them at compile time;
 see there before editing one).
 """
+
 from __future__ import annotations
 
 import math
@@ -103,24 +104,57 @@ def _project_one(means, quats, scales, viewmats, Ks, c, n, width, height, eps2d)
     b2 = j11 * viewmats[c, 1, 2] + j12 * viewmats[c, 2, 2]
     qd = max(math.sqrt(quats[n, 0] ** 2 + quats[n, 1] ** 2 + quats[n, 2] ** 2 + quats[n, 3] ** 2), 1e-12)
     w, qx, qy, qz = quats[n, 0] / qd, quats[n, 1] / qd, quats[n, 2] / qd, quats[n, 3] / qd
-    R = (1 - 2 * (qy * qy + qz * qz), 2 * (qx * qy - w * qz), 2 * (qx * qz + w * qy),
-         2 * (qx * qy + w * qz), 1 - 2 * (qx * qx + qz * qz), 2 * (qy * qz - w * qx),
-         2 * (qx * qz - w * qy), 2 * (qy * qz + w * qx), 1 - 2 * (qx * qx + qy * qy))
+    R = (
+        1 - 2 * (qy * qy + qz * qz),
+        2 * (qx * qy - w * qz),
+        2 * (qx * qz + w * qy),
+        2 * (qx * qy + w * qz),
+        1 - 2 * (qx * qx + qz * qz),
+        2 * (qy * qz - w * qx),
+        2 * (qx * qz - w * qy),
+        2 * (qy * qz + w * qx),
+        1 - 2 * (qx * qx + qy * qy),
+    )
     s0, s1, s2 = scales[n, 0], scales[n, 1], scales[n, 2]
-    A = ((a0 * R[0] + a1 * R[3] + a2 * R[6]) * s0, (a0 * R[1] + a1 * R[4] + a2 * R[7]) * s1,
-         (a0 * R[2] + a1 * R[5] + a2 * R[8]) * s2,
-         (b0 * R[0] + b1 * R[3] + b2 * R[6]) * s0, (b0 * R[1] + b1 * R[4] + b2 * R[7]) * s1,
-         (b0 * R[2] + b1 * R[5] + b2 * R[8]) * s2)
+    A = (
+        (a0 * R[0] + a1 * R[3] + a2 * R[6]) * s0,
+        (a0 * R[1] + a1 * R[4] + a2 * R[7]) * s1,
+        (a0 * R[2] + a1 * R[5] + a2 * R[8]) * s2,
+        (b0 * R[0] + b1 * R[3] + b2 * R[6]) * s0,
+        (b0 * R[1] + b1 * R[4] + b2 * R[7]) * s1,
+        (b0 * R[2] + b1 * R[5] + b2 * R[8]) * s2,
+    )
     s00 = A[0] * A[0] + A[1] * A[1] + A[2] * A[2] + eps2d
     s01 = A[0] * A[3] + A[1] * A[4] + A[2] * A[5]
     s11 = A[3] * A[3] + A[4] * A[4] + A[5] * A[5] + eps2d
-    return (x, y, z, fx, fy, cx, cy, ux, uy, bx, by, rz, (a0, a1, a2, b0, b1, b2), (w, qx, qy, qz), qd, R, A,
-            s00, s01, s11)
+    return (
+        x,
+        y,
+        z,
+        fx,
+        fy,
+        cx,
+        cy,
+        ux,
+        uy,
+        bx,
+        by,
+        rz,
+        (a0, a1, a2, b0, b1, b2),
+        (w, qx, qy, qz),
+        qd,
+        R,
+        A,
+        s00,
+        s01,
+        s11,
+    )
 
 
 @numba.njit(cache=True, parallel=True)
-def _project_fwd_kernel(means, quats, scales, opacities, viewmats, Ks, width, height, eps2d, near_plane, far_plane,
-                        use_opacity):
+def _project_fwd_kernel(
+    means, quats, scales, opacities, viewmats, Ks, width, height, eps2d, near_plane, far_plane, use_opacity
+):
     """``radii [C, N, 2]`` int32, ``means2d [C, N, 2]``, ``depths [C, N]``, ``conics [C, N, 3]``
     (float64) and ``valid [C, N]`` — :func:`emozone_lite.render.project_gaussians`."""
     C, N = viewmats.shape[0], means.shape[0]
@@ -131,13 +165,18 @@ def _project_fwd_kernel(means, quats, scales, opacities, viewmats, Ks, width, he
     valid = np.zeros((C, N), np.bool_)
     for n in numba.prange(N):
         for c in range(C):
-            depths[c, n] = (viewmats[c, 2, 0] * means[n, 0] + viewmats[c, 2, 1] * means[n, 1]
-                            + viewmats[c, 2, 2] * means[n, 2] + viewmats[c, 2, 3])
+            depths[c, n] = (
+                viewmats[c, 2, 0] * means[n, 0]
+                + viewmats[c, 2, 1] * means[n, 1]
+                + viewmats[c, 2, 2] * means[n, 2]
+                + viewmats[c, 2, 3]
+            )
             z = depths[c, n]
             if not (z > near_plane and z < far_plane):
                 continue
-            (x, y, z, fx, fy, cx, cy, ux, uy, bx, by, rz, JW, q, qd, R, A,
-             s00, s01, s11) = _project_one(means, quats, scales, viewmats, Ks, c, n, width, height, eps2d)
+            (x, y, z, fx, fy, cx, cy, ux, uy, bx, by, rz, JW, q, qd, R, A, s00, s01, s11) = _project_one(
+                means, quats, scales, viewmats, Ks, c, n, width, height, eps2d
+            )
             det_raw = s00 * s11 - s01 * s01
             if not det_raw > 0.0:
                 continue
@@ -161,8 +200,7 @@ def _project_fwd_kernel(means, quats, scales, opacities, viewmats, Ks, width, he
 
 
 @numba.njit(cache=True, parallel=True)
-def _project_bwd_kernel(means, quats, scales, viewmats, Ks, width, height, eps2d, valid, v_means2d, v_depths,
-                        v_conics):
+def _project_bwd_kernel(means, quats, scales, viewmats, Ks, width, height, eps2d, valid, v_means2d, v_depths, v_conics):
     """Vector-Jacobian product of :func:`_project_fwd_kernel` for ``means``, ``quats``, ``scales``
     (each Gaussian's cameras are summed in one thread: deterministic, no races)."""
     C, N = viewmats.shape[0], means.shape[0]
@@ -173,8 +211,9 @@ def _project_bwd_kernel(means, quats, scales, viewmats, Ks, width, height, eps2d
         for c in range(C):
             gx, gy, gz = 0.0, 0.0, v_depths[c, n]  # d/d(camera-space point)
             if valid[c, n]:
-                (x, y, z, fx, fy, cx, cy, ux, uy, bx, by, rz, JW, q, qd, R, A,
-                 s00, s01, s11) = _project_one(means, quats, scales, viewmats, Ks, c, n, width, height, eps2d)
+                (x, y, z, fx, fy, cx, cy, ux, uy, bx, by, rz, JW, q, qd, R, A, s00, s01, s11) = _project_one(
+                    means, quats, scales, viewmats, Ks, c, n, width, height, eps2d
+                )
                 gu, gv = v_means2d[c, n, 0], v_means2d[c, n, 1]
                 ga, gb, gc = v_conics[c, n, 0], v_conics[c, n, 1], v_conics[c, n, 2]
                 # conic = (s11, -s01, s00) / det
@@ -185,8 +224,14 @@ def _project_bwd_kernel(means, quats, scales, viewmats, Ks, width, height, eps2d
                 g11 = ga / det - k2 * s00
                 g01 = -gb / det + 2.0 * k2 * s01
                 # s00 = |A0|² + eps, s01 = A0·A1, s11 = |A1|² + eps
-                gA = (2 * g00 * A[0] + g01 * A[3], 2 * g00 * A[1] + g01 * A[4], 2 * g00 * A[2] + g01 * A[5],
-                      2 * g11 * A[3] + g01 * A[0], 2 * g11 * A[4] + g01 * A[1], 2 * g11 * A[5] + g01 * A[2])
+                gA = (
+                    2 * g00 * A[0] + g01 * A[3],
+                    2 * g00 * A[1] + g01 * A[4],
+                    2 * g00 * A[2] + g01 * A[5],
+                    2 * g11 * A[3] + g01 * A[0],
+                    2 * g11 * A[4] + g01 * A[1],
+                    2 * g11 * A[5] + g01 * A[2],
+                )
                 # A = (rows a, b of J W) · R · diag(s): gradients of J W, R and s
                 ga0, ga1, ga2, gb0, gb1, gb2 = gA
                 a0, a1, a2, b0, b1, b2 = JW
@@ -194,25 +239,61 @@ def _project_bwd_kernel(means, quats, scales, viewmats, Ks, width, height, eps2d
                 s0, s1, s2 = scales[n, 0], scales[n, 1], scales[n, 2]
                 gas0, gas1, gas2 = ga0 * s0, ga1 * s1, ga2 * s2
                 gbs0, gbs1, gbs2 = gb0 * s0, gb1 * s1, gb2 * s2
-                gJW = (r00 * gas0 + r01 * gas1 + r02 * gas2, r10 * gas0 + r11 * gas1 + r12 * gas2,
-                       r20 * gas0 + r21 * gas1 + r22 * gas2,
-                       r00 * gbs0 + r01 * gbs1 + r02 * gbs2, r10 * gbs0 + r11 * gbs1 + r12 * gbs2,
-                       r20 * gbs0 + r21 * gbs1 + r22 * gbs2)
-                gR = (a0 * gas0 + b0 * gbs0, a0 * gas1 + b0 * gbs1, a0 * gas2 + b0 * gbs2,
-                      a1 * gas0 + b1 * gbs0, a1 * gas1 + b1 * gbs1, a1 * gas2 + b1 * gbs2,
-                      a2 * gas0 + b2 * gbs0, a2 * gas1 + b2 * gbs1, a2 * gas2 + b2 * gbs2)
+                gJW = (
+                    r00 * gas0 + r01 * gas1 + r02 * gas2,
+                    r10 * gas0 + r11 * gas1 + r12 * gas2,
+                    r20 * gas0 + r21 * gas1 + r22 * gas2,
+                    r00 * gbs0 + r01 * gbs1 + r02 * gbs2,
+                    r10 * gbs0 + r11 * gbs1 + r12 * gbs2,
+                    r20 * gbs0 + r21 * gbs1 + r22 * gbs2,
+                )
+                gR = (
+                    a0 * gas0 + b0 * gbs0,
+                    a0 * gas1 + b0 * gbs1,
+                    a0 * gas2 + b0 * gbs2,
+                    a1 * gas0 + b1 * gbs0,
+                    a1 * gas1 + b1 * gbs1,
+                    a1 * gas2 + b1 * gbs2,
+                    a2 * gas0 + b2 * gbs0,
+                    a2 * gas1 + b2 * gbs1,
+                    a2 * gas2 + b2 * gbs2,
+                )
                 v_scales[n, 0] += ga0 * (a0 * r00 + a1 * r10 + a2 * r20) + gb0 * (b0 * r00 + b1 * r10 + b2 * r20)
                 v_scales[n, 1] += ga1 * (a0 * r01 + a1 * r11 + a2 * r21) + gb1 * (b0 * r01 + b1 * r11 + b2 * r21)
                 v_scales[n, 2] += ga2 * (a0 * r02 + a1 * r12 + a2 * r22) + gb2 * (b0 * r02 + b1 * r12 + b2 * r22)
                 # R from the normalised quaternion (w, x, y, z)
                 w, qx, qy, qz = q
                 gw = 2 * (-qz * gR[1] + qy * gR[2] + qz * gR[3] - qx * gR[5] - qy * gR[6] + qx * gR[7])
-                gqx = 2 * (qy * gR[1] + qz * gR[2] + qy * gR[3] - 2 * qx * gR[4] - w * gR[5] + qz * gR[6]
-                           + w * gR[7] - 2 * qx * gR[8])
-                gqy = 2 * (-2 * qy * gR[0] + qx * gR[1] + w * gR[2] + qx * gR[3] + qz * gR[5] - w * gR[6]
-                           + qz * gR[7] - 2 * qy * gR[8])
-                gqz = 2 * (-2 * qz * gR[0] - w * gR[1] + qx * gR[2] + w * gR[3] - 2 * qz * gR[4] + qy * gR[5]
-                           + qx * gR[6] + qy * gR[7])
+                gqx = 2 * (
+                    qy * gR[1]
+                    + qz * gR[2]
+                    + qy * gR[3]
+                    - 2 * qx * gR[4]
+                    - w * gR[5]
+                    + qz * gR[6]
+                    + w * gR[7]
+                    - 2 * qx * gR[8]
+                )
+                gqy = 2 * (
+                    -2 * qy * gR[0]
+                    + qx * gR[1]
+                    + w * gR[2]
+                    + qx * gR[3]
+                    + qz * gR[5]
+                    - w * gR[6]
+                    + qz * gR[7]
+                    - 2 * qy * gR[8]
+                )
+                gqz = 2 * (
+                    -2 * qz * gR[0]
+                    - w * gR[1]
+                    + qx * gR[2]
+                    + w * gR[3]
+                    - 2 * qz * gR[4]
+                    + qy * gR[5]
+                    + qx * gR[6]
+                    + qy * gR[7]
+                )
                 dot = w * gw + qx * gqx + qy * gqy + qz * gqz
                 if qd > 1e-12:  # through the normalisation q / |q|
                     gw, gqx, gqy, gqz = gw - w * dot, gqx - qx * dot, gqy - qy * dot, gqz - qz * dot
@@ -227,8 +308,14 @@ def _project_bwd_kernel(means, quats, scales, viewmats, Ks, width, height, eps2d
                 g_j12 = gJW[3] * viewmats[c, 2, 0] + gJW[4] * viewmats[c, 2, 1] + gJW[5] * viewmats[c, 2, 2]
                 tx, ty = z * bx, z * by
                 # j00 = fx rz, j02 = -fx tx rz², j11 = fy rz, j12 = -fy ty rz²; u = fx x rz + cx, v = fy y rz + cy
-                g_rz = (fx * g_j00 - 2 * fx * tx * rz * g_j02 + fy * g_j11 - 2 * fy * ty * rz * g_j12
-                        + fx * x * gu + fy * y * gv)
+                g_rz = (
+                    fx * g_j00
+                    - 2 * fx * tx * rz * g_j02
+                    + fy * g_j11
+                    - 2 * fy * ty * rz * g_j12
+                    + fx * x * gu
+                    + fy * y * gv
+                )
                 g_tx = -fx * rz * rz * g_j02
                 g_ty = -fy * rz * rz * g_j12
                 gx += fx * rz * gu
@@ -266,15 +353,30 @@ class ProjectCPU(torch.autograd.Function):
         f64 = [_np64(t) for t in (means, quats, scales, viewmats, Ks)]
         op = np.ones(1) if opacities is None else _np64(opacities)
         radii, means2d, depths, conics, valid = _project_fwd_kernel(
-            f64[0], f64[1], f64[2], op, f64[3], f64[4], width, height, eps2d, near_plane, far_plane,
-            opacities is not None)
+            f64[0],
+            f64[1],
+            f64[2],
+            op,
+            f64[3],
+            f64[4],
+            width,
+            height,
+            eps2d,
+            near_plane,
+            far_plane,
+            opacities is not None,
+        )
         ctx.save_for_backward(means, quats, scales, viewmats, Ks, torch.from_numpy(valid))
         ctx.sizes = (width, height, eps2d)
         radii_t = torch.from_numpy(radii)
         ctx.mark_non_differentiable(radii_t)
         dt = means.dtype
-        return (radii_t, torch.from_numpy(means2d).to(dt), torch.from_numpy(depths).to(dt),
-                torch.from_numpy(conics).to(dt))
+        return (
+            radii_t,
+            torch.from_numpy(means2d).to(dt),
+            torch.from_numpy(depths).to(dt),
+            torch.from_numpy(conics).to(dt),
+        )
 
     @staticmethod
     @once_differentiable
@@ -287,22 +389,54 @@ class ProjectCPU(torch.autograd.Function):
             return np.zeros(shape) if t is None else _np64(t)
 
         v_means, v_quats, v_scales = _project_bwd_kernel(
-            _np64(means), _np64(quats), _np64(scales), _np64(viewmats), _np64(Ks), width, height, eps2d,
-            valid.numpy(), f64(v_means2d, (C, N, 2)), f64(v_depths, (C, N)), f64(v_conics, (C, N, 3)))
-        return (torch.from_numpy(v_means).to(means.dtype), torch.from_numpy(v_quats).to(quats.dtype),
-                torch.from_numpy(v_scales).to(scales.dtype), None, None, None, None, None, None, None, None)
+            _np64(means),
+            _np64(quats),
+            _np64(scales),
+            _np64(viewmats),
+            _np64(Ks),
+            width,
+            height,
+            eps2d,
+            valid.numpy(),
+            f64(v_means2d, (C, N, 2)),
+            f64(v_depths, (C, N)),
+            f64(v_conics, (C, N, 3)),
+        )
+        return (
+            torch.from_numpy(v_means).to(means.dtype),
+            torch.from_numpy(v_quats).to(quats.dtype),
+            torch.from_numpy(v_scales).to(scales.dtype),
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+        )
 
 
-def project_gaussians_cpu(means: Tensor, quats: Tensor, scales: Tensor, viewmats: Tensor, Ks: Tensor, width: int,
-                          height: int, eps2d: float = _constants.EPS2D, near_plane: float = _constants.NEAR_PLANE,
-                          far_plane: float = _constants.FAR_PLANE, opacities: Tensor | None = None
-                          ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def project_gaussians_cpu(
+    means: Tensor,
+    quats: Tensor,
+    scales: Tensor,
+    viewmats: Tensor,
+    Ks: Tensor,
+    width: int,
+    height: int,
+    eps2d: float = _constants.EPS2D,
+    near_plane: float = _constants.NEAR_PLANE,
+    far_plane: float = _constants.FAR_PLANE,
+    opacities: Tensor | None = None,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """:func:`emozone_lite.render.project_gaussians` in numba (float64 inside, outputs in the
     dtype of ``means``), differentiable for ``means``, ``quats`` and ``scales``; the
     tests hold it to the torch version. ``viewmats`` and ``Ks`` get no gradient: the
     renderer uses the torch version when they need one."""
-    return ProjectCPU.apply(means, quats, scales, opacities, viewmats, Ks, width, height, float(eps2d),
-                            float(near_plane), float(far_plane))
+    return ProjectCPU.apply(
+        means, quats, scales, opacities, viewmats, Ks, width, height, float(eps2d), float(near_plane), float(far_plane)
+    )
 
 
 # --------------------------------------------------------------------------- binning
@@ -375,7 +509,7 @@ def _bin_kernel(means2d, radii, depths, tile_size, tile_width, tile_height):
     # so every tile's list comes out depth-sorted without sorting per tile.
     for c in range(C):
         order = _argsort_stable(depths[c])  # stable, like gsplat's radix sort
-        cursor = offsets[c * n_tiles:(c + 1) * n_tiles].copy()
+        cursor = offsets[c * n_tiles : (c + 1) * n_tiles].copy()
         for k in range(N):
             n = order[k]
             for ty in range(rect[c, n, 2], rect[c, n, 3]):
@@ -386,8 +520,9 @@ def _bin_kernel(means2d, radii, depths, tile_size, tile_width, tile_height):
     return offsets, ids
 
 
-def bin_gaussians(means2d: np.ndarray, radii: np.ndarray, depths: np.ndarray, tile_size: int,
-                  tile_width: int, tile_height: int) -> tuple[np.ndarray, np.ndarray]:
+def bin_gaussians(
+    means2d: np.ndarray, radii: np.ndarray, depths: np.ndarray, tile_size: int, tile_width: int, tile_height: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Tile lists of Gaussians, each sorted front to back.
 
     Args:
@@ -467,15 +602,13 @@ def _tile_rect(ct, tiles_per_cam, tile_width, tile_size, width, height):
 @numba.njit(cache=True, inline="always")
 def _box_in_tile(boxes, c, g, px0, px1, py0, py1):
     """The part ``xs, xe, ys, ye`` of Gaussian ``g``'s pixel box inside the tile (may be empty)."""
-    return (max(boxes[c, g, 0], px0), min(boxes[c, g, 1], px1),
-            max(boxes[c, g, 2], py0), min(boxes[c, g, 3], py1))
+    return (max(boxes[c, g, 0], px0), min(boxes[c, g, 1], px1), max(boxes[c, g, 2], py0), min(boxes[c, g, 3], py1))
 
 
 @numba.njit(cache=True, inline="always")
 def _gaussian_2d(means2d, conics, opacities, c, g):
     """``mx, my, a, b, c, opacity`` of projected Gaussian ``g`` in camera ``c``."""
-    return (means2d[c, g, 0], means2d[c, g, 1], conics[c, g, 0], conics[c, g, 1], conics[c, g, 2],
-            opacities[c, g])
+    return (means2d[c, g, 0], means2d[c, g, 1], conics[c, g, 0], conics[c, g, 1], conics[c, g, 2], opacities[c, g])
 
 
 @numba.njit(cache=True, inline="always")
@@ -486,8 +619,9 @@ def _sigma(ca, cb, cc, dx, dy):
 
 # --------------------------------------------------------------------------- forward
 @numba.njit(cache=True, parallel=True)
-def _fwd_kernel(means2d, conics, colors, opacities, sig_max, boxes, offsets, ids, tile_order, width, height, tile_size,
-                tile_width):
+def _fwd_kernel(
+    means2d, conics, colors, opacities, sig_max, boxes, offsets, ids, tile_order, width, height, tile_size, tile_width
+):
     C, N, D = colors.shape
     n_tiles = offsets.shape[0] - 1
     tiles_per_cam = n_tiles // C
@@ -554,8 +688,25 @@ def _fwd_kernel(means2d, conics, colors, opacities, sig_max, boxes, offsets, ids
 
 # --------------------------------------------------------------------------- backward
 @numba.njit(cache=True, parallel=True)
-def _bwd_kernel(means2d, conics, colors, opacities, sig_max, boxes, offsets, ids, tile_order, width, height, tile_size,
-                tile_width, T_final, last_ids, v_colors_out, v_alphas_out):
+def _bwd_kernel(
+    means2d,
+    conics,
+    colors,
+    opacities,
+    sig_max,
+    boxes,
+    offsets,
+    ids,
+    tile_order,
+    width,
+    height,
+    tile_size,
+    tile_width,
+    T_final,
+    last_ids,
+    v_colors_out,
+    v_alphas_out,
+):
     C, N, D = colors.shape
     n_tiles = offsets.shape[0] - 1
     tiles_per_cam = n_tiles // C
@@ -697,8 +848,9 @@ class RasterizeToPixelsCPU(torch.autograd.Function):
         m, q, col, op = _np32(means2d), _np32(conics), _np32(colors), _np32(opacities)
         sig_max, boxes = _box_kernel(m, q, op, radii, width, height)
         order = _tile_order(len(offsets) - 1)
-        out_colors, out_T, out_last = _fwd_kernel(m, q, col, op, sig_max, boxes, offsets, ids, order, width, height,
-                                                  tile_size, tile_width)
+        out_colors, out_T, out_last = _fwd_kernel(
+            m, q, col, op, sig_max, boxes, offsets, ids, order, width, height, tile_size, tile_width
+        )
         ctx.save_for_backward(means2d, conics, colors, opacities)  # autograd checks in-place changes
         ctx.arrays = (sig_max, boxes, offsets, ids, order, out_T, out_last)
         ctx.sizes = (width, height, tile_size, tile_width)
@@ -719,16 +871,52 @@ class RasterizeToPixelsCPU(torch.autograd.Function):
             v_render_alphas = torch.zeros((C, height, width, 1))
         v_c = _np32(v_render_colors)
         v_a = np.ascontiguousarray(_np32(v_render_alphas)[..., 0])
-        vm, vq, vcol, vop = _bwd_kernel(m, q, col, op, sig_max, boxes, offsets, ids, order, width, height, tile_size,
-                                        tile_width, out_T, out_last, v_c, v_a)
+        vm, vq, vcol, vop = _bwd_kernel(
+            m,
+            q,
+            col,
+            op,
+            sig_max,
+            boxes,
+            offsets,
+            ids,
+            order,
+            width,
+            height,
+            tile_size,
+            tile_width,
+            out_T,
+            out_last,
+            v_c,
+            v_a,
+        )
         dm, dq, dc, do = ctx.dtypes
-        return (torch.from_numpy(vm).to(dm), torch.from_numpy(vq).to(dq), torch.from_numpy(vcol).to(dc),
-                torch.from_numpy(vop).to(do), None, None, None, None, None, None, None)
+        return (
+            torch.from_numpy(vm).to(dm),
+            torch.from_numpy(vq).to(dq),
+            torch.from_numpy(vcol).to(dc),
+            torch.from_numpy(vop).to(do),
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+        )
 
 
-def rasterize_to_pixels_cpu(means2d: Tensor, conics: Tensor, colors: Tensor, opacities: Tensor, radii: Tensor,
-                            depths: Tensor, width: int, height: int, tile_size: int = _constants.TILE_SIZE
-                            ) -> tuple[Tensor, Tensor, dict]:
+def rasterize_to_pixels_cpu(
+    means2d: Tensor,
+    conics: Tensor,
+    colors: Tensor,
+    opacities: Tensor,
+    radii: Tensor,
+    depths: Tensor,
+    width: int,
+    height: int,
+    tile_size: int = _constants.TILE_SIZE,
+) -> tuple[Tensor, Tensor, dict]:
     """Composite projected Gaussians on the CPU (differentiable, no background).
 
     Args:
@@ -751,7 +939,8 @@ def rasterize_to_pixels_cpu(means2d: Tensor, conics: Tensor, colors: Tensor, opa
     radii_np = radii.detach().to(torch.int32).contiguous().numpy()
     offsets, ids = bin_gaussians(_np32(means2d), radii_np, _np32(depths), tile_size, tile_width, tile_height)
     render_colors, render_alphas = RasterizeToPixelsCPU.apply(
-        means2d, conics, colors, opacities, radii_np, offsets, ids, width, height, tile_size, tile_width)
+        means2d, conics, colors, opacities, radii_np, offsets, ids, width, height, tile_size, tile_width
+    )
     n_tiles = tile_width * tile_height
     cam_of_isect = np.repeat(np.arange(C, dtype=np.int64), np.diff(offsets[::n_tiles]))
     binning = {

@@ -45,8 +45,22 @@ def rasterize_gsplat(
     import gsplat  # only here, after the CUDA check
 
     render_colors, render_alphas, meta = gsplat.rasterization(
-        means, quats, scales, opacities, colors, viewmats, Ks, width, height, near_plane=near_plane,
-        far_plane=far_plane, eps2d=eps2d, packed=False, tile_size=tile_size, backgrounds=backgrounds,
-        rasterize_mode="classic")
+        means,
+        quats,
+        scales,
+        opacities,
+        colors,
+        viewmats,
+        Ks,
+        width,
+        height,
+        near_plane=near_plane,
+        far_plane=far_plane,
+        eps2d=eps2d,
+        packed=False,
+        tile_size=tile_size,
+        backgrounds=backgrounds,
+        rasterize_mode="classic",
+    )
     meta["backend"] = "gsplat"
     return render_colors, render_alphas, meta

@@ -230,9 +230,11 @@ def _rasterize_pixels_torch(
                 x0, x1 = tx * tile_size, min((tx + 1) * tile_size, width)
                 hit = (lo[:, 0] <= tx) & (tx < hi[:, 0]) & (lo[:, 1] <= ty) & (ty < hi[:, 1])
                 ids = order[hit]  # this tile's Gaussians, front to back
-                ys, xs = torch.meshgrid(torch.arange(y0, y1, device=means2d.device, dtype=means2d.dtype) + 0.5,
-                                        torch.arange(x0, x1, device=means2d.device, dtype=means2d.dtype) + 0.5,
-                                        indexing="ij")
+                ys, xs = torch.meshgrid(
+                    torch.arange(y0, y1, device=means2d.device, dtype=means2d.dtype) + 0.5,
+                    torch.arange(x0, x1, device=means2d.device, dtype=means2d.dtype) + 0.5,
+                    indexing="ij",
+                )
                 pixels = torch.stack([xs, ys], -1).reshape(-1, 2)  # [P, 2] row-major
                 args = (pixels, means2d[cam, ids], conics[cam, ids], opacities[cam, ids], colors[cam, ids])
                 if use_checkpoint and len(ids) > 0:

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["as_float_tensor", "check_finite", "check_shape", "as_positive_int", "shape_error"]
+__all__ = ["as_float_tensor", "check_finite", "check_shape", "as_positive_int", "shape_error", "check_known_fields"]
 
 
 def as_float_tensor(x: Any, name: str, *, dtype: torch.dtype | None = None, device=None) -> Tensor:
@@ -145,3 +145,18 @@ def as_positive_int(value: Any, name: str) -> int:
     if v <= 0:
         raise ValueError(f"{name} must be a positive integer, got {v}")
     return v
+
+
+def check_known_fields(cls, d: dict) -> None:
+    """Refuse keys of ``d`` that are not fields of the dataclass ``cls`` (a typo in a config
+    file must not be ignored silently).
+
+    Raises:
+        ValueError: ``"unknown ModelConfig fields ['stpes']; expected a subset of [...]"``.
+    """
+    from dataclasses import fields
+
+    known = {f.name for f in fields(cls)}
+    unknown = set(d) - known
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} fields {sorted(unknown)}; expected a subset of {sorted(known)}")

@@ -14,7 +14,7 @@ ablation; everything else (sizes, seed, data) stays the same.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Literal
 
 import torch
@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from .attention import SZPAB, ImplicitFusion, modality_mass
 from .aus import N_AUS
-from .checks import check_finite, check_shape
+from .checks import check_finite, check_known_fields, check_shape
 from .deform import DeformationField, apply_deformation
 from .gaussians import GaussianCloud
 from .geometry import normalize_quat
@@ -93,10 +93,7 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown ModelConfig fields {sorted(unknown)}; expected a subset of {sorted(known)}")
+        check_known_fields(cls, d)
         return cls(**d)
 
 

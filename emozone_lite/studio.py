@@ -355,7 +355,10 @@ class Studio:
     @torch.no_grad()
     def render_state(self, state, yaw: float = 0.0, size: int = 256) -> Tensor:
         """Render a batch-1 ``HeadState`` → ``[H, W, 3]`` float in [0, 1]."""
-        cam = self.camera(yaw, size)
+        return self._render(state, self.camera(yaw, size))[0]
+
+    def _render(self, state, cam: Camera) -> Tensor:
+        """``HeadState`` with batch B → ``[B, H, W, 3]`` from one camera, on the studio's background."""
         img = self.model.render(
             state,
             cam.viewmat[None],
@@ -365,7 +368,7 @@ class Studio:
             background=self.background,
             backend=self.backend,
         )
-        return img[0, 0]
+        return img[:, 0]
 
     def render_frame(
         self, t: int, aus=None, bias=None, yaw: float = 0.0, size: int = 256, held: Iterable[int | str] | None = None
@@ -425,17 +428,7 @@ class Studio:
             for i in tqdm(range(0, len(idx), chunk), desc="studio export", disable=not progress):
                 f = idx[i : i + chunk]
                 st = self.model.deform(self.audio_tokens[f], u_all[f])
-                out.append(
-                    self.model.render(
-                        st,
-                        cam.viewmat[None],
-                        cam.K[None],
-                        cam.width,
-                        cam.height,
-                        background=self.background,
-                        backend=self.backend,
-                    )[:, 0]
-                )
+                out.append(self._render(st, cam))
         return torch.cat(out)
 
     def _frame_indices(self, frames) -> Tensor:

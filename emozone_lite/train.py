@@ -25,6 +25,7 @@ from torch import Tensor
 from . import aus as aus_mod
 from .audio import features_from_file, load_audio
 from .camera import Camera, stack_cameras
+from .checks import check_known_fields
 from .head import load_head
 from .landmarks import estimate_aus
 from .metrics import MOUTH_IDX, UPPER_FACE_IDX, jitter, l1_dssim_loss, lip_sync_corr, lmd, mouth_opening, psnr, ssim
@@ -79,10 +80,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown TrainConfig fields {sorted(unknown)}; expected a subset of {sorted(known)}")
+        check_known_fields(cls, d)
         d = dict(d)
         if "yaws" in d:
             d["yaws"] = tuple(float(y) for y in d["yaws"])

@@ -147,3 +147,12 @@ def test_as_float_tensor_dtype_keeps_float64_precision():
     t = as_float_tensor(x, "x", dtype=torch.float64)
     assert t.dtype == torch.float64 and t.tolist() == x.tolist(), "converted straight to float64, not through float32"
     assert as_float_tensor(x, "x").tolist() != x.tolist()  # the float32 default rounds
+
+
+def test_check_known_fields_names_the_typo():
+    from emozone_lite.checks import check_known_fields
+    from emozone_lite.model import ModelConfig
+
+    check_known_fields(ModelConfig, {"d_model": 16})
+    with pytest.raises(ValueError, match=r"unknown ModelConfig fields \['d_modle'\]; expected a subset of"):
+        check_known_fields(ModelConfig, {"d_modle": 16})

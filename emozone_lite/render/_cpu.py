@@ -402,19 +402,8 @@ class ProjectCPU(torch.autograd.Function):
             f64(v_depths, (C, N)),
             f64(v_conics, (C, N, 3)),
         )
-        return (
-            torch.from_numpy(v_means).to(means.dtype),
-            torch.from_numpy(v_quats).to(quats.dtype),
-            torch.from_numpy(v_scales).to(scales.dtype),
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-        )
+        grads = (torch.from_numpy(v_means).to(means.dtype), torch.from_numpy(v_quats).to(quats.dtype))
+        return (*grads, torch.from_numpy(v_scales).to(scales.dtype)) + (None,) * 8  # nothing for the other inputs
 
 
 def project_gaussians_cpu(
@@ -891,19 +880,8 @@ class RasterizeToPixelsCPU(torch.autograd.Function):
             v_a,
         )
         dm, dq, dc, do = ctx.dtypes
-        return (
-            torch.from_numpy(vm).to(dm),
-            torch.from_numpy(vq).to(dq),
-            torch.from_numpy(vcol).to(dc),
-            torch.from_numpy(vop).to(do),
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-        )
+        grads = [torch.from_numpy(g).to(dt) for g, dt in zip((vm, vq, vcol, vop), (dm, dq, dc, do))]
+        return (*grads,) + (None,) * 7  # nothing for radii, binning and sizes
 
 
 def rasterize_to_pixels_cpu(

@@ -399,21 +399,28 @@ def fill_failed_frames(values: np.ndarray, ok: np.ndarray) -> np.ndarray:
 # Authoring: presets, keyframes, blinks
 # --------------------------------------------------------------------------- #
 
-#: EMFACS-style emotion prototypes at a moderate ("C", ≈ 3) level. ``preset(name, s)``
-#: scales them. Notes: *surprise* and *fear* include AU25 because a jaw drop (AU26)
-#: parts the lips; *contempt* is unilateral in reality (R12A + R14A) but the 17 AUs
-#: here are bilateral, so it is applied to both sides; *disgust* uses AU09 + AU15 +
-#: AU10 (EMFACS lists 9 or 10 with 15/16/17).
+#: EMFACS-style emotion prototypes at a clearly displayed level (their defining AUs at "D",
+#: ≈ 4 of 5: a surprise must read as a surprise), plus the photo's own expression.
+#: ``preset(name, s)`` scales them. Notes: *surprise* and *fear* include AU25 because a jaw
+#: drop (AU26) parts the lips; *contempt* is unilateral in reality (R12A + R14A) but the 17
+#: AUs here are bilateral, so it is applied to both sides; *disgust* uses AU09 + AU15 + AU10
+#: (EMFACS lists 9 or 10 with 15/16/17). *as photographed* reproduces the bundled photo's
+#: smile on the neutral head: AU07, AU10 and AU12 as MediaPipe's blendshapes read the photo
+#: (1.55, 2.36, 4.51), AU25 for its lips parted over the teeth (a 1 cm inner-lip gap on the
+#: registered mesh, which the blendshapes under-read as 0.31 because the teeth show).
 PRESETS: dict[str, dict[str, float]] = {
     "neutral": {},
-    "happy": {"AU06": 2.5, "AU12": 3.5},
-    "surprise": {"AU01": 3.0, "AU02": 3.0, "AU05": 2.5, "AU25": 2.0, "AU26": 3.0},
-    "anger": {"AU04": 3.0, "AU05": 2.0, "AU07": 3.0, "AU23": 3.0},
-    "sadness": {"AU01": 3.0, "AU04": 2.0, "AU15": 3.0},
-    "fear": {"AU01": 3.0, "AU02": 2.5, "AU04": 2.0, "AU05": 3.0, "AU07": 2.0, "AU20": 3.0, "AU25": 2.0, "AU26": 2.5},
-    "disgust": {"AU09": 3.0, "AU10": 2.0, "AU15": 2.0},
-    "contempt": {"AU12": 2.0, "AU14": 3.0},
+    "happy": {"AU06": 3.5, "AU12": 4.5},
+    "surprise": {"AU01": 4.0, "AU02": 4.0, "AU05": 3.5, "AU25": 2.5, "AU26": 4.0},
+    "anger": {"AU04": 4.0, "AU05": 2.5, "AU07": 4.0, "AU23": 4.0},
+    "sadness": {"AU01": 4.0, "AU04": 2.5, "AU15": 4.0},
+    "fear": {"AU01": 4.0, "AU02": 3.5, "AU04": 2.5, "AU05": 4.0, "AU07": 2.5, "AU20": 4.0, "AU25": 2.5, "AU26": 3.5},
+    "disgust": {"AU09": 4.0, "AU10": 2.5, "AU15": 2.5},
+    "contempt": {"AU12": 2.5, "AU14": 4.0},
+    "as photographed": {"AU07": 1.5, "AU10": 2.5, "AU12": 4.5, "AU25": 3.0},
 }
+#: The eight emotion presets (neutral and the seven emotions; not the photo's expression).
+EMOTION_PRESETS: tuple[str, ...] = ("neutral", "happy", "surprise", "anger", "sadness", "fear", "disgust", "contempt")
 
 
 def preset(name: str, intensity: float = 1.0) -> np.ndarray:

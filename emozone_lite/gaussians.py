@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -211,6 +212,27 @@ class GaussianCloud:
         elif idx.numel() and (int(idx.max()) >= len(self) or int(idx.min()) < -len(self)):
             raise ValueError(f"idx out of range for a cloud of {len(self)} Gaussians")
         return self._map(lambda t: t[idx])
+
+    @staticmethod
+    def concat(clouds: Sequence[GaussianCloud]) -> GaussianCloud:
+        """One cloud holding the Gaussians of ``clouds`` in order (all must have the same extras).
+
+        Raises:
+            ValueError: no clouds, or clouds whose extras differ (names them).
+        """
+        clouds = list(clouds)
+        if not clouds or not all(isinstance(c, GaussianCloud) for c in clouds):
+            raise ValueError("concat needs a non-empty list of GaussianCloud")
+        keys = set(clouds[0].extras)
+        for i, c in enumerate(clouds[1:], 1):
+            if set(c.extras) != keys:
+                raise ValueError(
+                    f"clouds[{i}] has extras {sorted(c.extras)} but clouds[0] has {sorted(keys)}; give them the same extras"
+                )
+        cat = lambda name: torch.cat([getattr(c, name) for c in clouds])
+        return GaussianCloud(
+            *(cat(n) for n in _CORE_FIELDS), extras={k: torch.cat([c.extras[k] for c in clouds]) for k in keys}
+        )
 
     def allclose(self, other: GaussianCloud, rtol: float = 1e-6, atol: float = 1e-7) -> bool:
         """True when both clouds have the same size, extras and (close) values."""

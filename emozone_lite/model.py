@@ -27,6 +27,7 @@ from .checks import check_finite, check_known_fields, check_shape
 from .deform import DeformationField, apply_deformation
 from .gaussians import GaussianCloud
 from .geometry import normalize_quat
+from .head.parts import follows_mesh
 from .landmarks import load_canonical_mesh
 from .temporal import CITAE, PerFrameAUEncoder
 from .zones import cloud_membership
@@ -220,7 +221,9 @@ class EmoZoneLite(nn.Module):
         # vertex readout (the inverse of the barycentric carry) as a sparse scatter:
         # vertex v = Σ_i bary_iv · Δμ_i / Σ_i bary_iv over the Gaussians on v's triangles
         tri_verts = torch.as_tensor(mesh.triangles).long()[sub.extras["tri_index"].long()]  # [N, 3]
-        bary = sub.extras["bary"].float()
+        # only the face surface follows the mesh; teeth, tongue, cavity and eyeballs are attached to a
+        # triangle for their zone but must not pull the vertices read back from the Gaussians
+        bary = sub.extras["bary"].float() * follows_mesh(sub).float()[:, None]
         wsum = torch.zeros(len(mesh.vertices)).index_add_(0, tri_verts.reshape(-1), bary.reshape(-1))
         self.register_buffer("readout_verts", tri_verts.reshape(-1).contiguous())
         self.register_buffer("readout_weights", (bary / wsum[tri_verts].clamp_min(1e-8)).reshape(-1).contiguous())

@@ -180,7 +180,13 @@ def test_fill_failed_frames():
 
 # ---------------------------------------------------------------- authoring
 def test_presets_are_emfacs_prototypes():
-    assert set(PRESETS) == {"neutral", "happy", "surprise", "anger", "sadness", "fear", "disgust", "contempt"}
+    from emozone_lite.aus import EMOTION_PRESETS
+
+    assert set(EMOTION_PRESETS) == {"neutral", "happy", "surprise", "anger", "sadness", "fear", "disgust", "contempt"}
+    assert set(PRESETS) == set(EMOTION_PRESETS) | {"as photographed"}
+    # the defining AUs of each emotion are clearly displayed (FACS "D", ≈ 4 of 5)
+    for name in EMOTION_PRESETS[1:]:
+        assert preset(name).max() == (4.5 if name == "happy" else 4.0), name
     on = lambda name: {AU_NAMES[i] for i in np.nonzero(preset(name))[0]}
     assert on("neutral") == set()
     assert on("happy") == {"AU06", "AU12"}
@@ -190,6 +196,7 @@ def test_presets_are_emfacs_prototypes():
     assert {"AU01", "AU02", "AU04", "AU05", "AU07", "AU20", "AU26"} <= on("fear")
     assert {"AU09", "AU15"} <= on("disgust")
     assert on("contempt") == {"AU12", "AU14"}
+    assert on("as photographed") == {"AU07", "AU10", "AU12", "AU25"}
     v = preset("happy", 0.5)
     assert v.dtype == np.float32 and v.shape == (17,)
     np.testing.assert_allclose(v, 0.5 * preset("happy"))

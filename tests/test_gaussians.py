@@ -546,3 +546,15 @@ def test_render_gsplat_on_cuda_matches_cpu():
     gpu = cloud.to("cuda").render(cam, backend="gsplat")
     assert gpu.device.type == "cuda"
     torch.testing.assert_close(gpu.cpu(), cloud.render(cam, backend="cpu"), atol=1e-3, rtol=1e-3)
+
+
+def test_concat_keeps_order_and_extras():
+    a = GaussianCloud.from_points(torch.zeros(3, 3))
+    b = GaussianCloud.from_points(torch.ones(2, 3))
+    a.extras["part"], b.extras["part"] = torch.zeros(3, dtype=torch.long), torch.ones(2, dtype=torch.long)
+    c = GaussianCloud.concat([a, b])
+    assert len(c) == 5 and c.extras["part"].tolist() == [0, 0, 0, 1, 1] and float(c.means[3:].min()) == 1.0
+    with pytest.raises(ValueError, match="same extras"):
+        GaussianCloud.concat([a, GaussianCloud.from_points(torch.ones(2, 3))])
+    with pytest.raises(ValueError, match="non-empty"):
+        GaussianCloud.concat([])

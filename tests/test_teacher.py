@@ -54,9 +54,14 @@ def test_shapes_and_names(rig):
     assert rig.viseme_basis.shape == (len(VISEMES), 468, 3)
     assert rig.au_names == AU_NAMES and rig.viseme_names == VISEMES
     assert bool(torch.isfinite(rig.au_basis).all()) and bool(torch.isfinite(rig.viseme_basis).all())
-    # every AU moves something, by a realistic amount (≤ 2 cm = 0.2 units)
-    mag = rig.au_basis.norm(dim=-1).amax(dim=1)
-    assert bool((mag > 0.02).all()) and bool((mag < 0.2).all()), dict(zip(AU_NAMES, mag.tolist()))
+    # every AU moves the face by its documented FACS-sized amount (tc.AU_MAGNITUDES, mm at intensity 5)
+    mag_mm = rig.au_basis.norm(dim=-1).amax(dim=1) * 100
+    for name, m in zip(AU_NAMES, mag_mm.tolist()):
+        ref = tc.AU_MAGNITUDES[name][0]
+        assert abs(m - ref) <= 0.1 * ref, (name, m, ref)
+    assert tc.AU_MAGNITUDES["AU01"][0] >= 9 and tc.AU_MAGNITUDES["AU02"][0] >= 9, "a brow raise is about 1 cm"
+    chin = -float(rig.jaw_field[152, 1]) * 100
+    assert 15 <= chin <= 20, f"AU26 = 5 must drop the chin 1.5-2 cm, got {chin:.1f} mm"
     # the sil viseme is no motion at all
     assert float(rig.viseme_basis[VISEMES.index("sil")].abs().max()) == 0.0
 
@@ -78,11 +83,11 @@ def test_au01_raises_inner_brows_and_leaves_the_chin_still(rig):
     assert float(d[[159, 386]].abs().max()) < 1e-6
 
 
-def test_au26_drops_the_chin_and_lower_lip_by_about_a_centimetre_and_a_half(rig):
+def test_au26_drops_the_chin_and_lower_lip_by_about_two_centimetres(rig):
     d = rig.vertex_displacement(_aus(AU26=5.0))[0]
     for v in (152, 17, 14):  # chin, lower lip outer and inner midpoints
-        assert d[v, 1] < -0.1, v
-        assert 0.12 <= float(d[v].norm()) <= 0.15, (v, float(d[v].norm()))
+        assert d[v, 1] < -0.15, v  # ≥ 1.5 cm down
+        assert 0.17 <= float(d[v].norm()) <= 0.21, (v, float(d[v].norm()))
     assert float(d[[0, 13]].abs().max()) < 1e-6  # the upper lip stays
     assert float(d[[10, 151, 1]].abs().max()) == 0.0  # forehead, nose tip
     # rotation-like falloff: the jaw moves less towards the ear
@@ -162,7 +167,9 @@ def test_fields_are_smooth_and_local(rig):
     for k, name in enumerate(AU_NAMES):
         f = rig.au_basis[k].numpy()
         strain = np.linalg.norm(f[e[:, 0]] - f[e[:, 1]], axis=1) / length
-        assert strain.max() < 2.0, (name, strain.max())
+        # the lid raise (AU05) stretches the short edges above the lid margin the most; the head's
+        # Gaussians stretch with their triangles (head.stretch_gaussians), so strain does not tear
+        assert strain.max() < 2.5, (name, strain.max())
         assert (np.linalg.norm(f, axis=1) < 1e-6).sum() > 150, f"{name} is not local"
 
 
@@ -379,9 +386,12 @@ def test_sequence_shapes_landmarks_and_gaussians(rig, small_head):
     torch.testing.assert_close(s.vertex_disp, rig.vertex_displacement(track, tc.viseme_weights(_phones(), T)))
     torch.testing.assert_close(s.means, small_head.means + carry_vertex_displacements(small_head, s.vertex_disp))
     torch.testing.assert_close(s.quats.norm(dim=-1), torch.ones(T, N))
+    assert s.scales.shape == (T, N, 3) and bool((s.scales > 0).all())
     torch.testing.assert_close(s.mouth_opening, tc.mouth_opening(s.vertices))
-    # the /m/ closes the mouth, the /aa/ opens it; the rendered frames change with it
-    assert float(s.mouth_opening[6]) < 0.02 < 0.1 < float(s.mouth_opening[11])
+    # the /m/ closes the mouth (narrower than the canonical mesh's parted rest, 5.5 mm: the head's
+    # lips touch), the /aa/ opens it by more than a centimetre; the rendered frames change with it
+    rest = float(tc.mouth_opening(rig.vertices))
+    assert float(s.mouth_opening[6]) < rest < rest + 0.1 < float(s.mouth_opening[11])
     assert float((s.frames[6] - s.frames[11]).abs().max()) > 0.05
     assert "T=30" in repr(s)
 

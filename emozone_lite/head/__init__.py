@@ -24,6 +24,11 @@ Pipeline (:func:`build_head` runs it end to end):
    by rendering through :func:`emozone_lite.render.rasterize` and minimising
    ``0.8·L1 + 0.2·(1 − SSIM)`` (:func:`emozone_lite.metrics.l1_dssim_loss`) against the
    photo inside the face mask.
+5. :func:`finish_head` — make the photographed face a neutral, movable head: remove the
+   photographed expression and close the lips (:mod:`~emozone_lite.head.neutral`), set
+   eyeballs behind the lids (:mod:`~emozone_lite.head.eyes`) and put teeth, a tongue and a
+   dark oral cavity behind the lips (:mod:`~emozone_lite.head.mouth`). Every Gaussian gets a
+   part (:mod:`~emozone_lite.head.parts`) that says how it moves (:func:`carry_parts`).
 
 Where things live (every name below is importable from ``emozone_lite.head``):
 
@@ -35,7 +40,13 @@ module       contents
 ``photo``    :data:`DEFAULT_PHOTO`, :func:`load_photo`, :func:`register_mesh_to_photo`
              (:class:`LandmarkFit`), :func:`crop_to_face`, :func:`colour_from_photo`,
              :func:`face_mask`
-``fitting``  :func:`fit_head` (:class:`HeadFit`), :func:`masked_psnr`, :func:`build_head`
+``seeding``  (also) :func:`triangle_deformations`, :func:`stretch_gaussians`
+``fitting``  :func:`fit_head` (:class:`HeadFit`), :func:`masked_psnr`, :func:`finish_head`,
+             :func:`build_head`
+``neutral``  :func:`neutral_vertices`, :func:`neutralize_head`, :func:`mouth_gap_triangles`
+``eyes``     :func:`eyeball_parts`, :func:`eyeball_extension`
+``mouth``    :func:`mouth_interior`
+``parts``    the part codes (:data:`FACE`, :data:`EYES`, …), :func:`parts_of`, :func:`carry_parts`
 ``files``    :data:`DEFAULT_HEAD`, :func:`save_head`, :func:`load_head`
 ============ =============================================================================
 
@@ -46,8 +57,24 @@ re-exported here).
 from __future__ import annotations
 
 from ..geometry import triangle_frames
+from .eyes import eyeball_extension, eyeball_parts
 from .files import DEFAULT_HEAD, load_head, save_head
-from .fitting import HeadFit, build_head, fit_head, masked_psnr
+from .fitting import HeadFit, build_head, finish_head, fit_head, masked_psnr
+from .mouth import mouth_interior
+from .neutral import mouth_gap_triangles, neutral_vertices, neutralize_head, photographed_teeth_color
+from .parts import (
+    CAVITY_LOWER,
+    CAVITY_UPPER,
+    EYES,
+    FACE,
+    LOWER_TEETH,
+    PART_NAMES,
+    TONGUE,
+    UPPER_TEETH,
+    carry_parts,
+    follows_mesh,
+    parts_of,
+)
 from .photo import (  # noqa: F401  (private names importable as before the split)
     DEFAULT_PHOTO,
     LandmarkFit,
@@ -67,9 +94,32 @@ from .seeding import (  # noqa: F401
     carry_triangle_rotations,
     carry_vertex_displacements,
     seed_gaussians,
+    stretch_gaussians,
+    triangle_deformations,
 )
 
 __all__ = [
+    "CAVITY_LOWER",
+    "CAVITY_UPPER",
+    "EYES",
+    "FACE",
+    "LOWER_TEETH",
+    "PART_NAMES",
+    "TONGUE",
+    "UPPER_TEETH",
+    "carry_parts",
+    "eyeball_extension",
+    "eyeball_parts",
+    "finish_head",
+    "follows_mesh",
+    "mouth_gap_triangles",
+    "mouth_interior",
+    "neutral_vertices",
+    "neutralize_head",
+    "parts_of",
+    "photographed_teeth_color",
+    "stretch_gaussians",
+    "triangle_deformations",
     "DEFAULT_HEAD",
     "DEFAULT_PHOTO",
     "HEAD_EXTRAS",

@@ -224,6 +224,56 @@ def fit_head(
 
 
 # --------------------------------------------------------------------------- one call
+def finish_head(cloud: GaussianCloud, registered, mesh=None, *, teeth_color=None, seed: int = 0) -> GaussianCloud:
+    """Turn a head fitted to a photo into the toolkit's neutral, movable head.
+
+    1. :func:`~emozone_lite.head.neutral_vertices` / :func:`~emozone_lite.head.neutralize_head`:
+       the photographed expression is removed and the lips closed; the photographed teeth
+       (Gaussians on the mouth-gap triangles) are removed;
+    2. :func:`~emozone_lite.head.eyeball_parts` / :func:`~emozone_lite.head.eyeball_extension`:
+       the eyes become eyeballs behind the lids, reaching under them;
+    3. :func:`~emozone_lite.head.mouth_interior`: teeth (in the photographed teeth's colour),
+       tongue and oral cavity behind the lips.
+
+    Args:
+        cloud: the fitted head (``tri_index`` / ``bary``), on the ``registered`` mesh.
+        registered: ``[468, 3]`` the mesh it was fitted on (``LandmarkFit.mesh.vertices``).
+        mesh: the topology (default: canonical).
+        teeth_color: RGB of the teeth (default: the photographed teeth's median colour, or
+            :data:`~emozone_lite.head.mouth.TEETH_COLOR` if the photo shows none).
+        seed: seed of the small jitter of the added Gaussians.
+
+    Returns:
+        The head with ``extras["part"]`` (:mod:`~emozone_lite.head.parts`): the face first, then
+        the eyeball extension, then the mouth interior.
+    """
+    from .eyes import eyeball_extension, eyeball_parts
+    from .mouth import mouth_interior
+    from .neutral import neutral_vertices, neutralize_head, photographed_teeth_color
+    from .parts import FACE
+
+    cloud = cloud.detach().to("cpu")
+    registered = np.asarray(registered, dtype=np.float64)
+    if teeth_color is None:
+        teeth_color = photographed_teeth_color(cloud, mesh)
+    neutral = neutral_vertices(registered, mesh)
+    face = neutralize_head(cloud, registered, neutral, mesh)
+    face = GaussianCloud(
+        face.means, face.quats, face.scales, face.opacities, face.colors,
+        extras={**face.extras, "part": torch.full((len(face),), FACE, dtype=torch.long)},
+    )  # fmt: skip
+    face = eyeball_parts(face, mesh)
+    extra = [
+        eyeball_extension(face, mesh, seed=seed),
+        mouth_interior(neutral, mesh=mesh, teeth_color=teeth_color, seed=seed),
+    ]
+    keys = set(face.extras)
+    for c in extra:  # the added Gaussians carry the same extras (zeros where they have none)
+        for k in keys - set(c.extras):
+            c.extras[k] = face.extras[k].new_zeros((len(c), *face.extras[k].shape[1:]))
+    return GaussianCloud.concat([face, *extra])
+
+
 def build_head(
     photo_path=None,
     n_gaussians: int = 12000,
@@ -236,7 +286,7 @@ def build_head(
     device: str | torch.device | None = None,
     progress: bool = True,
 ) -> GaussianCloud:
-    """Build the Gaussian head from a frontal face photo: register, seed, colour, fit.
+    """Build the Gaussian head from a frontal face photo: register, seed, colour, fit, finish.
 
     Args:
         photo_path: a frontal face photo (default: the bundled ``astronaut.png``,
@@ -252,9 +302,9 @@ def build_head(
         progress: show a progress bar and print a one-line summary.
 
     Returns:
-        The head :class:`~emozone_lite.gaussians.GaussianCloud` (with ``tri_index`` /
-        ``bary`` extras), in the toolkit's world frame (``Camera.orbit(yaw_deg=0)`` sees it
-        from the front).
+        The neutral head :class:`~emozone_lite.gaussians.GaussianCloud` (:func:`finish_head`;
+        ``tri_index`` / ``bary`` / ``part`` extras), in the toolkit's world frame
+        (``Camera.orbit(yaw_deg=0)`` sees it from the front).
 
     Raises:
         ValueError: ``"no face found in …"`` when the photo has no detectable face.
@@ -276,6 +326,7 @@ def build_head(
     if iters > 0:
         cloud, hist = fit_head(cloud, crop, crop_cam, iters=iters, progress=progress, backend=backend, seed=seed)
         info = f", PSNR in face mask {hist.psnr_before:.2f} → {hist.psnr_after:.2f} dB"
+    cloud = finish_head(cloud, fit.mesh.vertices, seed=seed)
     if out_path is not None:
         save_head(cloud, out_path)
     if progress:

@@ -5,7 +5,10 @@
 - :func:`carry_vertex_displacements` — displacements of the 468 mesh vertices (the teacher
   rig) → Gaussian centre offsets, by barycentric interpolation;
 - :func:`carry_triangle_rotations` — each Gaussian turns with its triangle's frame
-  (:func:`~emozone_lite.geometry.triangle_frames`).
+  (:func:`~emozone_lite.geometry.triangle_frames`);
+- :func:`triangle_deformations` and :func:`stretch_gaussians` — each Gaussian also stretches
+  with its triangle (its covariance mapped by the triangle's deformation gradient), so a
+  stretched region of skin stays covered instead of tearing open between the splats.
 """
 
 from __future__ import annotations
@@ -21,7 +24,15 @@ from ..gaussians import GaussianCloud
 from ..geometry import rotmat_to_quat, triangle_frames
 from ..landmarks import FaceMesh, load_canonical_mesh
 
-__all__ = ["HEAD_EXTRAS", "seed_gaussians", "carry_vertex_displacements", "carry_triangle_rotations"]
+__all__ = [
+    "HEAD_EXTRAS",
+    "seed_gaussians",
+    "carry_vertex_displacements",
+    "carry_triangle_rotations",
+    "triangle_deformations",
+    "stretch_gaussians",
+    "polar_rotation",
+]
 
 #: Extras every head carries: triangle index ``[N]`` and barycentric coordinates ``[N, 3]``.
 HEAD_EXTRAS = ("tri_index", "bary")
@@ -208,3 +219,92 @@ def carry_triangle_rotations(
         )
     R = triangle_frames(dv, tri) @ triangle_frames(rest.to(dv), tri).transpose(-1, -2)  # [..., T, 3, 3]
     return rotmat_to_quat(R)[..., tri_index.to(dv.device), :]
+
+
+def triangle_deformations(rest_vertices: Tensor, deformed_vertices: Tensor, triangles=None) -> Tensor:
+    """Deformation gradient of every triangle: the linear map ``F`` with ``F e₁ = e₁'``,
+    ``F e₂ = e₂'`` (its two edges from the first corner) and ``F n = n'`` (unit normals), so
+    it stretches and shears in the triangle's plane and keeps the thickness.
+
+    Args:
+        rest_vertices: ``[V, 3]``.
+        deformed_vertices: ``[..., V, 3]``.
+        triangles: ``[T, 3]`` (default: canonical).
+
+    Returns:
+        ``[..., T, 3, 3]``; the identity for an undeformed mesh, a rotation for a rigid motion.
+    """
+    tri = _triangles(triangles)
+    rest = as_float_tensor(rest_vertices, "rest_vertices")
+    dv = deformed_vertices if isinstance(deformed_vertices, Tensor) else as_float_tensor(deformed_vertices, "deformed")
+    if rest.ndim != 2 or rest.shape[-1] != 3 or dv.shape[-2:] != rest.shape:
+        raise ValueError(
+            "rest_vertices must be [V, 3] and deformed_vertices [..., V, 3] with the same V; "
+            f"got {tuple(rest.shape)} and {tuple(dv.shape)}"
+        )
+
+    def basis(v: Tensor) -> Tensor:  # columns e1, e2, n
+        p0, p1, p2 = v[..., tri[:, 0], :], v[..., tri[:, 1], :], v[..., tri[:, 2], :]
+        e1, e2 = p1 - p0, p2 - p0
+        n = torch.nn.functional.normalize(torch.linalg.cross(e1, e2), dim=-1)
+        return torch.stack([e1, e2, n], dim=-1)
+
+    return basis(dv.to(rest.dtype)) @ torch.linalg.inv(basis(rest))
+
+
+def polar_rotation(F: Tensor) -> Tensor:
+    """The rotation of the polar decomposition ``F = R P`` (``R`` proper, ``P`` symmetric
+    positive semi-definite) of ``F [..., 3, 3]``: the closest rotation to ``F``."""
+    U, _, Vh = torch.linalg.svd(F)
+    d = torch.sign(torch.linalg.det(U @ Vh))
+    D = torch.ones_like(F[..., 0])
+    D[..., 2] = torch.where(d == 0, torch.ones_like(d), d)
+    return (U * D[..., None, :]) @ Vh
+
+
+def stretch_gaussians(
+    quats: Tensor, scales: Tensor, F: Tensor, rotation: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
+    """Gaussians ``(quats [..., N, 4], scales [..., N, 3])`` mapped by ``F [..., N, 3, 3]``.
+
+    The covariance ``Σ = R S Sᵀ Rᵀ`` becomes ``F Σ Fᵀ``, exactly. The Gaussian first turns by
+    ``F``'s rotation (:func:`polar_rotation`, or ``rotation [..., N, 3, 3]`` when given); the
+    stretch left, written in the turned Gaussian's own axes, is diagonal when ``F`` stretches
+    along those axes (then the scales just change) and otherwise eigen-decomposed, its axes
+    matched to the Gaussian's (order and sign). So ``F = I`` returns the inputs unchanged
+    (quaternions with their sign kept) and a rotation only turns them — even for Gaussians with
+    two equal scales, whose in-plane axes an eigen-decomposition alone could not pin down.
+
+    Returns:
+        ``(quats [..., N, 4], scales [..., N, 3])``.
+    """
+    from itertools import permutations
+
+    from ..geometry import normalize_quat, quat_to_rotmat
+
+    Rq = polar_rotation(F) if rotation is None else rotation
+    Rb = Rq @ quat_to_rotmat(quats)  # the Gaussian's axes, turned
+    M = Rb.transpose(-1, -2) @ F @ (quat_to_rotmat(quats) * scales[..., None, :])  # in those axes
+    C = M @ M.transpose(-1, -2)  # symmetric [..., 3, 3]
+    diag = torch.diagonal(C, dim1=-2, dim2=-1)
+    off = (C - torch.diag_embed(diag)).abs().amax((-1, -2))
+    aligned = off <= 64 * torch.finfo(C.dtype).eps * diag.sum(-1).clamp_min(1e-30)  # no shear left
+    evals, V = torch.linalg.eigh(C)
+    # match the eigenvectors to the axes (V ≈ a signed permutation when the stretch is mild)
+    perms = torch.tensor(list(permutations(range(3))), device=V.device)
+    A = V.abs()
+    score = torch.stack([A[..., 0, p[0]] + A[..., 1, p[1]] + A[..., 2, p[2]] for p in perms], -1)
+    best = perms[score.argmax(-1)]
+    V = torch.gather(V, -1, best[..., None, :].expand(V.shape))
+    evals = torch.gather(evals, -1, best)
+    sign = torch.sign(torch.diagonal(V, dim1=-2, dim2=-1))
+    V = V * torch.where(sign == 0, torch.ones_like(sign), sign)[..., None, :]
+    worst = torch.diagonal(V, dim1=-2, dim2=-1).abs().argmin(-1)
+    fix = torch.ones_like(evals).scatter(-1, worst[..., None], -1.0)
+    V = torch.where((torch.linalg.det(V) < 0)[..., None, None], V * fix[..., None, :], V)
+    eye = torch.eye(3, dtype=V.dtype, device=V.device).expand(V.shape)
+    V = torch.where(aligned[..., None, None], eye, V)
+    evals = torch.where(aligned[..., None], diag, evals)
+    q = rotmat_to_quat(Rb @ V)
+    q = torch.where((q * quats).sum(-1, keepdim=True) < 0, -q, q)
+    return normalize_quat(q), evals.clamp_min(0).sqrt()

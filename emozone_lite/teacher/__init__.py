@@ -87,6 +87,7 @@ from .anatomy import (  # noqa: F401  (private names importable as before the sp
     mirror_index,
 )
 from .rig import (  # noqa: F401
+    AU_MAGNITUDES,
     JAW_ANGLE,
     JAW_PIVOT,
     JAW_SOFTMAX_P,
@@ -121,6 +122,7 @@ __all__ = [
     "mouth_opening",
     "eye_aperture",
     "JAW_SOFTMAX_P",
+    "AU_MAGNITUDES",
     "VISEME_ARTICULATION",
     "DOMINANCE",
 ]

@@ -55,7 +55,45 @@ from .speech import VISEME_ARTICULATION
 if TYPE_CHECKING:  # pragma: no cover
     from .sequences import TeacherSequence
 
-__all__ = ["TeacherRig", "jaw_field", "mouth_opening", "eye_aperture", "JAW_SOFTMAX_P", "JAW_PIVOT", "JAW_ANGLE"]
+__all__ = [
+    "TeacherRig",
+    "jaw_field",
+    "mouth_opening",
+    "eye_aperture",
+    "JAW_SOFTMAX_P",
+    "JAW_PIVOT",
+    "JAW_ANGLE",
+    "AU_MAGNITUDES",
+]
+
+#: Each AU's largest vertex displacement at intensity 5 (FACS "E", maximum), millimetres, and
+#: what moves. The sizes follow published 3D measurements of maximal voluntary facial motion in
+#: healthy adults — brow lift and smile excursions of about a centimetre, the largest motions
+#: of the face (Coulson, Croxson & Gilleard 2000, Ann Otol Rhinol Laryngol 109:478; Giovanoli
+#: et al. 2003, Br J Plast Surg 56:644; Trotman et al. 1998, Cleft Palate Craniofac J) — and
+#: DESIGN.md ("a brow raise moves the brow about a centimetre; a jaw drop moves the chin
+#: 1.5–2 cm"). The anatomy (which vertices move, in which direction) follows the FACS manual
+#: (Ekman, Friesen & Hager 2002). AU27 (mouth stretch, the wider opening) is not among the 17.
+#: ``tests/test_teacher.py`` holds the rig to this table (±10 %).
+AU_MAGNITUDES: dict[str, tuple[float, str]] = {
+    "AU01": (11.0, "inner brows up (frontalis, medial)"),
+    "AU02": (10.0, "outer brows up (frontalis, lateral)"),
+    "AU04": (9.5, "brows down 8 mm and drawn together 5 mm"),
+    "AU05": (4.5, "upper lids up, baring the eyeball above the iris"),
+    "AU06": (7.3, "cheeks up and forward, lower lids pushed up"),
+    "AU07": (3.5, "lower lids up, upper lids slightly down"),
+    "AU09": (6.0, "nose sides up, medial brows down a little"),
+    "AU10": (6.6, "upper lip up, baring the upper teeth"),
+    "AU12": (7.8, "lip corners up and out"),
+    "AU14": (6.3, "lip corners back into the cheeks"),
+    "AU15": (7.6, "lip corners down"),
+    "AU17": (5.4, "chin boss and lower lip up and forward"),
+    "AU20": (8.5, "lip corners sideways"),
+    "AU23": (3.5, "mouth narrowed, the red of the lips thinned"),
+    "AU25": (6.0, "lower lip down off the teeth (jaw still)"),
+    "AU26": (20.3, "jaw drop: chin 17 mm down and 10 mm back, lower lip 19 mm down"),
+    "AU45": (5.8, "lids closed over the eyeball"),
+}
 
 #: Exponent of the soft maximum that merges the speech jaw and AU26 (see :mod:`emozone_lite.teacher`).
 JAW_SOFTMAX_P = 4.0
@@ -65,7 +103,7 @@ JAW_SOFTMAX_P = 4.0
 #: centre: the condyle both rotates and slides forward), so the lower lip drops ≈ straight
 #: down while the chin moves down and somewhat back.
 JAW_PIVOT = (0.0, -0.36, -0.55)
-JAW_ANGLE = 0.125
+JAW_ANGLE = 0.175
 
 
 # --------------------------------------------------------------------------- fields
@@ -97,51 +135,51 @@ def _au_anchor_specs(v: np.ndarray, mi: np.ndarray) -> dict[str, list[_Anchor]]:
     lips_mid = (0, 13, 14, 17)
     return {
         "AU01": [  # inner brow raiser (frontalis, medial)
-            _Anchor(R_INNER_BROW, (0.0, 0.09, 0.005), 0.30),
-            _Anchor(R_MID_BROW, (0.0, 0.06, 0.0), 0.25),
-            _Anchor((9, 108, 151), (0.0, 0.04, 0.0), 0.25),
+            _Anchor(R_INNER_BROW, (0.0, 0.11, 0.005), 0.30),
+            _Anchor(R_MID_BROW, (0.0, 0.075, 0.0), 0.25),
+            _Anchor((9, 108, 151), (0.0, 0.05, 0.0), 0.25),
             _pin(R_UPPER_LID + R_EYE_CORNERS, 0.10),
         ],
         "AU02": [  # outer brow raiser (frontalis, lateral)
-            _Anchor(R_OUTER_BROW, (0.0, 0.08, 0.005), 0.30),
-            _Anchor((105, 52), (0.0, 0.055, 0.0), 0.25),
-            _Anchor((104, 69), (0.0, 0.035, 0.0), 0.25),
+            _Anchor(R_OUTER_BROW, (0.0, 0.10, 0.005), 0.30),
+            _Anchor((105, 52), (0.0, 0.07, 0.0), 0.25),
+            _Anchor((104, 69), (0.0, 0.045, 0.0), 0.25),
             _pin(R_UPPER_LID + R_EYE_CORNERS, 0.10),
         ],
         "AU04": [  # brow lowerer: down and drawn together (corrugator, procerus)
-            _Anchor(R_INNER_BROW + R_MID_BROW, (-0.035, -0.06, 0.01), 0.28),
-            _Anchor((105, 52), (-0.02, -0.035, 0.0), 0.22),
-            _Anchor((9, 8), (0.0, -0.03, 0.01), 0.15),
+            _Anchor(R_INNER_BROW + R_MID_BROW, (-0.05, -0.08, 0.01), 0.28),
+            _Anchor((105, 52), (-0.03, -0.05, 0.0), 0.22),
+            _Anchor((9, 8), (0.0, -0.04, 0.01), 0.15),
             _pin(R_UPPER_LID + R_EYE_CORNERS, 0.08),
         ],
         "AU05": [  # upper lid raiser
-            _Anchor(R_UPPER_LID, (0.0, 0.03, 0.005), 0.12),
+            _Anchor(R_UPPER_LID, (0.0, 0.045, 0.006), 0.12),
             _pin(R_EYE_CORNERS, 0.05),
         ],
         "AU06": [  # cheek raiser: cheeks up, lower lid pushed up, crow's feet
-            _Anchor(R_CHEEK, (0.0, 0.05, 0.015), 0.28),
-            _Anchor((110, 24, 23, 22, 25), (0.0, 0.03, 0.005), 0.10),
-            _Anchor(R_LOWER_LID, (0.0, 0.018, 0.0), 0.08),
+            _Anchor(R_CHEEK, (0.0, 0.07, 0.02), 0.28),
+            _Anchor((110, 24, 23, 22, 25), (0.0, 0.04, 0.005), 0.10),
+            _Anchor(R_LOWER_LID, (0.0, 0.03, 0.0), 0.08),
             _pin(R_EYE_CORNERS, 0.05),
         ],
         "AU07": [  # lid tightener: lower lid up, upper lid slightly down
-            _Anchor(R_LOWER_LID, (0.0, 0.025, 0.005), 0.08),
+            _Anchor(R_LOWER_LID, (0.0, 0.035, 0.005), 0.08),
             _Anchor((22, 23, 24, 110), (0.0, 0.015, 0.0), 0.08),
-            _Anchor(R_UPPER_LID, (0.0, -0.012, 0.0), 0.06),
+            _Anchor(R_UPPER_LID, (0.0, -0.015, 0.0), 0.06),
             _pin(R_EYE_CORNERS, 0.05),
         ],
         "AU09": [  # nose wrinkler: nose sides up, medial brows down a little
-            _Anchor(R_NOSE_SIDE, (0.0, 0.045, 0.005), 0.15),
-            _Anchor((134, 220), (0.0, 0.02, 0.0), 0.10),
-            _Anchor(R_INNER_BROW + (8,), (0.0, -0.02, 0.0), 0.15),
-            _Anchor((0, 37), (0.0, 0.02, 0.0), 0.10),
+            _Anchor(R_NOSE_SIDE, (0.0, 0.06, 0.005), 0.15),
+            _Anchor((134, 220), (0.0, 0.03, 0.0), 0.10),
+            _Anchor(R_INNER_BROW + (8,), (0.0, -0.03, 0.0), 0.15),
+            _Anchor((0, 37), (0.0, 0.03, 0.0), 0.10),
             _pin((1, 4, 5), 0.10),
         ],
         "AU10": [  # upper lip raiser
-            _Anchor((37, 39, 40, 0), (0.0, 0.045, 0.012), 0.14),
-            _Anchor((13, 82, 81, 80), (0.0, 0.04, 0.01), 0.12),
-            _Anchor((185, 191), (0.0, 0.025, 0.005), 0.10),
-            _Anchor(R_NASOLABIAL, (0.005, 0.025, 0.005), 0.12),
+            _Anchor((37, 39, 40, 0), (0.0, 0.065, 0.012), 0.14),
+            _Anchor((13, 82, 81, 80), (0.0, 0.06, 0.01), 0.12),
+            _Anchor((185, 191), (0.0, 0.035, 0.005), 0.10),
+            _Anchor(R_NASOLABIAL, (0.005, 0.035, 0.005), 0.12),
             _pin(R_LIP_CORNERS, 0.08),
             _pin((1, 4), 0.10),
         ],
@@ -151,35 +189,35 @@ def _au_anchor_specs(v: np.ndarray, mi: np.ndarray) -> dict[str, list[_Anchor]]:
             _pin(lips_mid, 0.12),
         ],
         "AU14": [  # dimpler (buccinator): corners pulled back into the cheek
-            _Anchor(R_LIP_CORNERS, (0.012, 0.005, -0.045), 0.18),
+            _Anchor(R_LIP_CORNERS, (0.02, 0.005, -0.06), 0.18),
             _Anchor((57, 43, 186), (0.005, 0.0, -0.02), 0.12),
             _pin(lips_mid, 0.12),
         ],
         "AU15": [  # lip corner depressor
-            _Anchor(R_LIP_CORNERS, (0.01, -0.05, -0.005), 0.22),
-            _Anchor((57, 43, 106), (0.0, -0.03, 0.0), 0.15),
+            _Anchor(R_LIP_CORNERS, (0.01, -0.075, -0.005), 0.22),
+            _Anchor((57, 43, 106), (0.0, -0.045, 0.0), 0.15),
             _pin(lips_mid, 0.12),
         ],
         "AU17": [  # chin raiser (mentalis): chin boss and lower lip up and forward
-            _Anchor(CHIN_BOSS, (0.0, 0.035, 0.02), 0.20),
-            _Anchor((17, 84, 181), (0.0, 0.02, 0.02), 0.10),
+            _Anchor(CHIN_BOSS, (0.0, 0.05, 0.02), 0.20),
+            _Anchor((17, 84, 181), (0.0, 0.03, 0.02), 0.10),
             _Anchor((14, 87, 178), (0.0, 0.015, 0.015), 0.08),
             _pin(R_LIP_CORNERS, 0.10),
         ],
         "AU20": [  # lip stretcher (risorius): corners sideways
-            _Anchor(R_LIP_CORNERS, (0.06, -0.01, -0.02), 0.25),
+            _Anchor(R_LIP_CORNERS, (0.08, -0.02, -0.02), 0.25),
             _Anchor((57, 43), (0.03, -0.01, -0.01), 0.15),
             _pin(lips_mid, 0.12),
         ],
         "AU23": [  # lip tightener: mouth narrows, red of the lips thins
-            _Anchor(R_LIP_CORNERS, (-0.025, 0.0, 0.005), 0.15),
-            _Anchor(R_UPPER_OUTER_LIP[:4] + (0,), (0.0, -0.012, -0.005), 0.08),
-            _Anchor(R_LOWER_OUTER_LIP[:4] + (17,), (0.0, 0.012, -0.005), 0.08),
+            _Anchor(R_LIP_CORNERS, (-0.035, 0.0, 0.005), 0.15),
+            _Anchor(R_UPPER_OUTER_LIP[:4] + (0,), (0.0, -0.018, -0.005), 0.08),
+            _Anchor(R_LOWER_OUTER_LIP[:4] + (17,), (0.0, 0.018, -0.005), 0.08),
         ],
         "AU25": [  # lips part (jaw still)
-            _Anchor(R_LOWER_INNER_LIP, (0.0, -0.03, 0.0), 0.15),
-            _Anchor(R_LOWER_OUTER_LIP, (0.0, -0.025, 0.0), 0.15),
-            _Anchor(R_UPPER_INNER_LIP, (0.0, 0.008, 0.0), 0.08),
+            _Anchor(R_LOWER_INNER_LIP, (0.0, -0.06, 0.0), 0.15),
+            _Anchor(R_LOWER_OUTER_LIP, (0.0, -0.05, 0.0), 0.15),
+            _Anchor(R_UPPER_INNER_LIP, (0.0, 0.012, 0.0), 0.08),
             _pin(R_LIP_CORNERS[:1], 0.05),
         ],
         "AU45": [  # blink: the upper lid travels 85 % of the gap, the lower lid 15 %
@@ -203,14 +241,14 @@ def _component_fields(mesh: FaceMesh, mi: np.ndarray, geo: np.ndarray) -> dict[s
     lips_right = tuple(i for i in lips_all if v[i, 0] <= 0 and i not in R_LIP_CORNERS)
     specs = {
         "round": [
-            _Anchor(R_LIP_CORNERS, (-0.05, 0.0, 0.03), 0.20),
-            _Anchor(R_UPPER_INNER_LIP, (0.0, 0.008, 0.04), 0.10),
-            _Anchor(R_LOWER_INNER_LIP, (0.0, -0.008, 0.04), 0.10),
-            _Anchor(R_UPPER_OUTER_LIP + R_LOWER_OUTER_LIP, (0.0, 0.0, 0.035), 0.10),
+            _Anchor(R_LIP_CORNERS, (-0.09, 0.0, 0.04), 0.22),
+            _Anchor(R_UPPER_INNER_LIP, (0.0, 0.012, 0.045), 0.10),
+            _Anchor(R_LOWER_INNER_LIP, (0.0, -0.012, 0.045), 0.10),
+            _Anchor(R_UPPER_OUTER_LIP + R_LOWER_OUTER_LIP, (0.0, 0.0, 0.04), 0.10),
         ],
         "protrude": [
-            _Anchor(R_LIP_CORNERS, (-0.02, 0.0, 0.015), 0.18),
-            _Anchor(tuple(sorted(set(lips_right) - set(R_LIP_CORNERS))), (0.0, 0.0, 0.03), 0.10),
+            _Anchor(R_LIP_CORNERS, (-0.03, 0.0, 0.02), 0.18),
+            _Anchor(tuple(sorted(set(lips_right) - set(R_LIP_CORNERS))), (0.0, 0.0, 0.045), 0.10),
         ],
         "spread": [
             _Anchor(R_LIP_CORNERS, (0.035, 0.01, -0.015), 0.20),
@@ -254,6 +292,8 @@ class TeacherRig:
         viseme_shape: ``[V, 468, 3]`` each viseme's mouth shape *without* its jaw opening.
         viseme_jaw: ``[V]`` each viseme's jaw opening as a fraction of the AU26 = 5 jaw drop.
         jaw_p: exponent of the jaw soft maximum (:data:`JAW_SOFTMAX_P`).
+        jaw_rotation: the jaw's rotation at full opening, radians (:data:`JAW_ANGLE`); the jaw
+            parts of a head (lower teeth, tongue, cavity floor) turn by ``J · jaw_rotation``.
 
     Examples:
         >>> rig = TeacherRig.default()
@@ -272,6 +312,7 @@ class TeacherRig:
     viseme_shape: Tensor
     viseme_jaw: Tensor
     jaw_p: float = JAW_SOFTMAX_P
+    jaw_rotation: float = JAW_ANGLE
 
     @classmethod
     def default(cls, mesh: FaceMesh | None = None) -> TeacherRig:
@@ -434,6 +475,31 @@ class TeacherRig:
     def deform(self, aus, viseme_weights=None) -> Tensor:
         """``[T, 468, 3]`` deformed mesh vertices (canonical + :meth:`vertex_displacement`)."""
         return self.vertices + self.vertex_displacement(aus, viseme_weights)
+
+    def jaw_angle(self, aus, viseme_weights=None) -> Tensor:
+        """``[T]`` the jaw's rotation in radians, ``J · JAW_ANGLE`` (:meth:`jaw_opening`)."""
+        return self.jaw_opening(aus, viseme_weights) * self.jaw_rotation
+
+    def pose_head(self, head, aus, viseme_weights=None) -> tuple[Tensor, Tensor, Tensor]:
+        """The head's Gaussians posed by AUs and speech: each part moves its own way
+        (:func:`emozone_lite.head.carry_parts`: the face follows the mesh and stretches with it,
+        the lower teeth, tongue and cavity floor ride on the jaw, the rest stays with the skull).
+
+        Args:
+            head: a head :class:`~emozone_lite.gaussians.GaussianCloud` (``N`` Gaussians).
+            aus, viseme_weights: as in :meth:`vertex_displacement` (``T`` frames).
+
+        Returns:
+            ``means [T, N, 3]``, ``quats [T, N, 4]``, ``scales [T, N, 3]``.
+        """
+        from ..head import carry_parts
+
+        disp = self.vertex_displacement(aus, viseme_weights)
+        aus_t, w = self._check_inputs(aus, viseme_weights)
+        J = self._jaw(aus_t, w)
+        return carry_parts(
+            head, self.vertices, disp, J[:, None, None] * self.jaw_field, J * self.jaw_rotation, self.mesh.triangles
+        )
 
     def sequence(self, phones_or_audio, au_track=None, cameras=None, head=None, **kwargs) -> TeacherSequence:
         """:func:`~emozone_lite.teacher.sequence` with this rig (see there)."""

@@ -2,10 +2,10 @@
 
 :func:`sequence` turns speech (phone labels or audio) into viseme weights
 (:mod:`emozone_lite.teacher.speech`), combines them with the AUs through the
-:class:`~emozone_lite.teacher.rig.TeacherRig`, carries the mesh motion to the Gaussians
-(:func:`emozone_lite.head.carry_vertex_displacements`,
-:func:`emozone_lite.head.carry_triangle_rotations`) and renders every frame from every
-camera: a :class:`TeacherSequence`.
+:class:`~emozone_lite.teacher.rig.TeacherRig`, poses the head's Gaussians part by part
+(:meth:`~emozone_lite.teacher.rig.TeacherRig.pose_head`: the face follows and stretches with
+the mesh, the jaw's parts of the mouth interior ride on the jaw, the rest stays) and renders
+every frame from every camera: a :class:`TeacherSequence`.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from ..audio import Phone
 from ..aus import AU_NAMES, AUTrack
 from ..camera import Camera, stack_cameras
 from ..checks import check_finite, shape_error
-from ..geometry import normalize_quat, quat_multiply
 from .rig import TeacherRig, mouth_opening
 from .speech import _as_phones, _check_frames, viseme_weights, viseme_weights_from_audio
 
@@ -47,6 +46,7 @@ class TeacherSequence:
         means: ``[T, N, 3]`` Gaussian centres (displacements carried through each Gaussian's
             triangle by its barycentrics).
         quats: ``[T, N, 4]`` Gaussian rotations (wxyz), turned with their triangles.
+        scales: ``[T, N, 3]`` Gaussian scales (face Gaussians stretch with their triangles).
         frames: ``[T, C, H, W, 3]`` float32 renders in [0, 1], or ``None`` (``render=False``).
         landmarks2d: ``[T, C, 468, 2]`` pixel positions of the deformed vertices per camera.
         mouth_opening: ``[T]`` inner-lip gap (:func:`~emozone_lite.teacher.mouth_opening`), world units.
@@ -62,6 +62,7 @@ class TeacherSequence:
     vertices: Tensor
     means: Tensor
     quats: Tensor
+    scales: Tensor
     frames: Tensor | None
     landmarks2d: Tensor
     mouth_opening: Tensor
@@ -153,11 +154,11 @@ def sequence(
 
     Speech → :func:`~emozone_lite.teacher.viseme_weights` (labels) or
     :func:`~emozone_lite.teacher.viseme_weights_from_audio` (no labels) → ``[T, V]``; the AU
-    track gives ``[T, 17]``; :meth:`TeacherRig.vertex_displacement` combines them; each
-    Gaussian's centre follows its triangle (barycentric carry,
-    :func:`emozone_lite.head.carry_vertex_displacements`) and its rotation turns with the
-    triangle (:func:`emozone_lite.head.carry_triangle_rotations`, measured on the canonical
-    mesh); every frame is rendered from all cameras in one ``rasterize`` call.
+    track gives ``[T, 17]``; :meth:`TeacherRig.vertex_displacement` combines them;
+    :meth:`TeacherRig.pose_head` moves each part of the head (face Gaussians follow their
+    triangles — barycentric carry, rotation and stretch measured on the canonical mesh; lower
+    teeth, tongue and cavity floor follow the jaw; upper teeth, cavity and eyeballs stay);
+    every frame is rendered from all cameras in one ``rasterize`` call.
 
     **Lengths.** ``T`` is set by the speech: ``n_frames`` if given, else
     ``round(duration · fps)`` (the :func:`emozone_lite.audio.features` convention, so the
@@ -192,7 +193,7 @@ def sequence(
             ``sr``, AU tracks of the wrong shape / with NaN / of another length (without
             ``resample_aus``), unknown phones (with ``unknown="raise"``).
     """
-    from ..head import carry_triangle_rotations, carry_vertex_displacements, load_head
+    from ..head import load_head
 
     rig = TeacherRig.default() if rig is None else rig
     if cameras is None:
@@ -212,9 +213,7 @@ def sequence(
     verts = rest + disp
 
     head = load_head() if head is None else head
-    means = head.means.detach()[None] + carry_vertex_displacements(head, disp, rig.mesh.triangles)
-    dq = carry_triangle_rotations(head, rest, verts, rig.mesh.triangles)  # [T, N, 4]
-    quats = quat_multiply(dq, normalize_quat(head.quats.detach())[None])
+    means, quats, scales = rig.pose_head(head, aus, w)  # each part moves its own way
 
     lm = torch.stack([torch.stack([c.project(verts[t]) for c in cams]) for t in range(T)])  # [T, C, 468, 2]
 
@@ -228,16 +227,16 @@ def sequence(
         if background is not None:
             bg = torch.as_tensor(background, dtype=torch.float32).reshape(1, 3).expand(len(cams), 3)
         out = torch.empty(T, len(cams), height, width, 3)
-        sc, op, col = head.scales.detach(), head.opacities.detach(), head.colors.detach()
+        op, col = head.opacities.detach(), head.colors.detach()
         with torch.no_grad():
             for t in tqdm(range(T), desc="teacher", disable=not progress, leave=False):
                 img, _, _ = rasterize(
-                    means[t], quats[t], sc, op, col, viewmats, Ks, width, height, backend=backend, backgrounds=bg
+                    means[t], quats[t], scales[t], op, col, viewmats, Ks, width, height, backend=backend, backgrounds=bg
                 )
                 out[t] = img.clamp(0.0, 1.0).cpu()
         frames = out
     return TeacherSequence(
-        aus=aus, viseme_weights=w, vertex_disp=disp, vertices=verts, means=means, quats=quats,
+        aus=aus, viseme_weights=w, vertex_disp=disp, vertices=verts, means=means, quats=quats, scales=scales,
         frames=frames, landmarks2d=lm, mouth_opening=mouth_opening(verts), fps=fps, cameras=cams,
         phones=phones, source=source,
     )  # fmt: skip

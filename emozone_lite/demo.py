@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .train import render_clip  # re-exported: the student renderer lives with training and evaluation
+
 __all__ = ["demo", "render_clip", "render_files"]
 
 
@@ -26,25 +28,6 @@ def _front_camera(size: int, yaw: float = 0.0):
     from .camera import Camera
 
     return Camera.orbit(yaw_deg=yaw, width=size, height=size)
-
-
-@torch.no_grad()
-def render_clip(
-    model, mel_windows, energy, aus, camera, chunk: int = 8, progress: bool = True, desc: str = "render"
-) -> torch.Tensor:
-    """Student frames ``[T, H, W, 3]`` of a clip from one camera."""
-    from tqdm.auto import tqdm
-
-    a, u = model.encode(mel_windows, energy, aus)
-    out = []
-    for i in tqdm(range(0, a.shape[0], chunk), desc=desc, disable=not progress):
-        st = model.deform(a[i : i + chunk], u[i : i + chunk])
-        out.append(
-            model.render(
-                st, camera.viewmat[None], camera.K[None], camera.width, camera.height, background=torch.ones(3)
-            )[:, 0]
-        )
-    return torch.cat(out)
 
 
 def _label(img: np.ndarray, text: str) -> np.ndarray:

@@ -615,6 +615,28 @@ def detect_landmarks(image: np.ndarray, *, min_confidence: float = 0.5) -> FaceL
     return face
 
 
+def detect_landmarks_images(images, *, min_confidence: float = 0.5) -> list[FaceLandmarks | None]:
+    """:func:`detect_landmarks` on many images with one detector (IMAGE mode: every image on its
+    own, no tracking), ``None`` where no face is found — what an evaluation of rendered frames
+    needs (one model load instead of one per frame).
+
+    Args:
+        images: ``[T, H, W, 3]`` uint8 array or a list of RGB images (sizes may differ).
+        min_confidence: detection / presence threshold.
+
+    Raises:
+        ImportError: mediapipe is not installed.
+        ValueError: a bad image (named by its index).
+    """
+    imgs = [_check_image(im, f"images[{i}]") for i, im in enumerate(images)]
+    mp, BaseOptions, vision = _import_mediapipe()
+    out: list[FaceLandmarks | None] = []
+    with _make_landmarker(vision, BaseOptions, vision.RunningMode.IMAGE, min_confidence) as det:
+        for im in imgs:
+            out.append(_to_face(det.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=im)), im.shape[:2]))
+    return out
+
+
 @dataclass
 class LandmarkTrack:
     """Per-frame MediaPipe results of a video; failed frames are kept and marked.

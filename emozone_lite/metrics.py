@@ -15,7 +15,18 @@ Python floats, per-frame results (``reduction="none"``) NumPy arrays.
 ``aue``             squared AU error over the upper / lower AU sets (AUE-U, AUE-L)
 ``jitter``          mean squared second difference over time
 ``lip_sync_corr``   Pearson correlation of mouth opening (:func:`mouth_opening`)
+``mouth_range_ratio`` how wide one mouth opens relative to another (a mouth that
+                    barely moves cannot score well on correlation alone)
 =================  =========================================================
+
+**On pixels.** A metric read from the geometry a loss supervises cannot tell that the
+image fails to show it. :func:`detect_frames` runs the toolkit's face detector (MediaPipe's
+face landmarker, :mod:`emozone_lite.landmarks`) on rendered frames — as published
+talking-head work runs OpenFace on its output video — and :func:`pixel_metrics` compares
+what it reads on a student's frames with what it reads on the teacher's: AUs (from
+MediaPipe's blendshapes, and geometrically from the detected landmarks relative to a neutral
+frame), landmarks (LMD), mouth opening (lip sync). Frames where no face is found are
+counted and reported, never silently dropped.
 """
 
 from __future__ import annotations
@@ -48,6 +59,10 @@ __all__ = [
     "lip_sync_corr",
     "INNER_LIP_IDX",
     "EYE_CORNER_IDX",
+    "mouth_range_ratio",
+    "FrameDetections",
+    "detect_frames",
+    "pixel_metrics",
 ]
 
 Reduction = Literal["mean", "none"]
@@ -410,3 +425,134 @@ def lip_sync_corr(pred_open, gt_open) -> float:
         )
         return float("nan")
     return float((pc * gc).sum()) / den
+
+
+def mouth_range_ratio(pred_open, gt_open) -> float:
+    """Range of one mouth-opening series over another's (5th–95th percentile spread):
+    1 = opens as wide, 0.1 = a tenth as wide. ``nan`` when the reference does not move."""
+    p, g = _pair(pred_open, gt_open, "pred_open", "gt_open")
+    p, g = p.detach().double().cpu().numpy(), g.detach().double().cpu().numpy()
+    rg = float(np.percentile(g, 95) - np.percentile(g, 5))
+    return float(np.percentile(p, 95) - np.percentile(p, 5)) / rg if rg > 0 else float("nan")
+
+
+# --------------------------------------------------------------------------- on pixels
+class FrameDetections:
+    """What the face detector reads on ``T`` frames (NaN where no face was found).
+
+    Attributes:
+        aus: ``[T, 17]`` AU intensities from MediaPipe's blendshapes
+            (:func:`emozone_lite.landmarks.blendshapes_to_aus`).
+        aus_geometric: ``[T, 17]`` AUs from the detected landmarks relative to the neutral
+            reference (:func:`emozone_lite.landmarks.estimate_aus`), OpenFace-style person
+            normalisation; NaN everywhere without a reference.
+        landmarks: ``[T, 468, 2]`` detected landmarks, pixels.
+        found: ``[T]`` bool.
+        mouth_opening: ``[T]`` inner-lip gap over the inter-ocular distance (:func:`mouth_opening`).
+    """
+
+    def __init__(self, aus, aus_geometric, landmarks, found):
+        self.aus, self.aus_geometric, self.landmarks, self.found = aus, aus_geometric, landmarks, found
+        self.mouth_opening = np.full(len(found), np.nan)
+        if found.any():
+            self.mouth_opening[found] = mouth_opening(landmarks[found])
+
+    def __len__(self) -> int:
+        return int(self.found.shape[0])
+
+    @property
+    def n_missing(self) -> int:
+        """Frames where no face was found."""
+        return int((~self.found).sum())
+
+    def __repr__(self) -> str:
+        return f"FrameDetections(T={len(self)}, missing={self.n_missing})"
+
+
+def detect_frames(frames, neutral=None) -> FrameDetections:
+    """Run the face detector on every frame, independently (no tracking between frames).
+
+    Args:
+        frames: ``[T, H, W, 3]`` float in [0, 1] or uint8 (tensor or array), e.g. renders.
+        neutral: the neutral reference for the geometric AUs — a neutral image ``[H, W, 3]``,
+            a :class:`~emozone_lite.landmarks.FaceLandmarks`, or ``None`` (no geometric AUs).
+
+    Returns:
+        :class:`FrameDetections`.
+
+    Raises:
+        ImportError: mediapipe is not installed.
+        ValueError: frames of the wrong shape, or a neutral image with no face.
+    """
+    from .landmarks import FaceLandmarks, blendshapes_to_aus, detect_landmarks, detect_landmarks_images, estimate_aus
+    from .viz import to_uint8
+
+    imgs = to_uint8(frames)
+    if imgs.ndim != 4 or imgs.shape[-1] != 3:
+        raise ValueError(f"frames must have shape [T, H, W, 3], got {tuple(imgs.shape)}")
+    ref = neutral
+    if ref is not None and not isinstance(ref, FaceLandmarks):
+        ref = detect_landmarks(to_uint8(ref))
+    T = imgs.shape[0]
+    aus = np.full((T, len(AU_NAMES)), np.nan)
+    geo = np.full((T, len(AU_NAMES)), np.nan)
+    lmk = np.full((T, 468, 2), np.nan)
+    found = np.zeros(T, bool)
+    for t, face in enumerate(detect_landmarks_images(imgs)):
+        if face is None:  # no face in this frame: kept, marked
+            continue
+        found[t] = True
+        aus[t] = blendshapes_to_aus(face.blendshapes)
+        lmk[t] = face.pixels[:468, :2]
+        if ref is not None:
+            geo[t] = estimate_aus(face, neutral=ref)
+    return FrameDetections(aus, geo, lmk, found)
+
+
+def pixel_metrics(pred: FrameDetections, ref: FrameDetections) -> dict[str, float]:
+    """Student-vs-teacher metrics from what the detector reads on both videos.
+
+    Computed over the frames where *both* have a face; ``pixel_faces_missing`` /
+    ``pixel_faces_missing_teacher`` count the rest (``pixel_frames`` the frames used).
+
+    Returns:
+        ``pixel_aue_upper`` / ``pixel_aue_lower`` (blendshape AUs), ``pixel_aue_upper_geometric``
+        / ``pixel_aue_lower_geometric`` (landmark AUs vs the neutral reference), ``pixel_lmd_mouth``
+        / ``pixel_lmd_upper`` (pixels), ``pixel_lip_sync`` (correlation of mouth openings),
+        ``pixel_mouth_range`` (student range / teacher range), ``pixel_jitter_au`` /
+        ``pixel_jitter_au_teacher`` (of the blendshape AU tracks, consecutive frames only when
+        none is missing), and the counts. NaN where a value is undefined.
+    """
+    if len(pred) != len(ref):
+        raise ValueError(f"pred and ref must cover the same frames, got {len(pred)} and {len(ref)}")
+    both = pred.found & ref.found
+    out = {
+        "pixel_frames": float(both.sum()),
+        "pixel_faces_missing": float(pred.n_missing),
+        "pixel_faces_missing_teacher": float(ref.n_missing),
+    }
+    nan = float("nan")
+    keys = (
+        "pixel_aue_upper", "pixel_aue_lower", "pixel_aue_upper_geometric", "pixel_aue_lower_geometric",
+        "pixel_lmd_mouth", "pixel_lmd_upper", "pixel_lip_sync", "pixel_mouth_range",
+        "pixel_jitter_au", "pixel_jitter_au_teacher",
+    )  # fmt: skip
+    out.update(dict.fromkeys(keys, nan))
+    if both.sum() < 2:
+        return out
+    out["pixel_aue_upper"] = float(aue(pred.aus[both], ref.aus[both], "upper"))
+    out["pixel_aue_lower"] = float(aue(pred.aus[both], ref.aus[both], "lower"))
+    if np.isfinite(pred.aus_geometric[both]).all() and np.isfinite(ref.aus_geometric[both]).all():
+        out["pixel_aue_upper_geometric"] = float(aue(pred.aus_geometric[both], ref.aus_geometric[both], "upper"))
+        out["pixel_aue_lower_geometric"] = float(aue(pred.aus_geometric[both], ref.aus_geometric[both], "lower"))
+    out["pixel_lmd_mouth"] = float(lmd(pred.landmarks[both], ref.landmarks[both], MOUTH_IDX))
+    out["pixel_lmd_upper"] = float(lmd(pred.landmarks[both], ref.landmarks[both], UPPER_FACE_IDX))
+    po, ro = pred.mouth_opening[both], ref.mouth_opening[both]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a constant series: nan, reported as such
+        out["pixel_lip_sync"] = lip_sync_corr(po, ro)
+    out["pixel_mouth_range"] = mouth_range_ratio(po, ro)
+    if both.all() and len(both) >= 3:
+        out["pixel_jitter_au"] = float(jitter(pred.aus))
+        out["pixel_jitter_au_teacher"] = float(jitter(ref.aus))
+    return out

@@ -28,7 +28,18 @@ from .camera import Camera, stack_cameras
 from .checks import check_known_fields
 from .head import load_head
 from .landmarks import estimate_aus
-from .metrics import MOUTH_IDX, UPPER_FACE_IDX, jitter, l1_dssim_loss, lip_sync_corr, lmd, mouth_opening, psnr, ssim
+from .metrics import (
+    MOUTH_IDX,
+    UPPER_FACE_IDX,
+    jitter,
+    l1_dssim_loss,
+    lip_sync_corr,
+    lmd,
+    mouth_opening,
+    mouth_range_ratio,
+    psnr,
+    ssim,
+)
 from .metrics import aue as aue_metric
 from .model import EmoZoneLite, ModelConfig
 from .teacher import TeacherRig, sequence
@@ -106,6 +117,8 @@ class Clip:
         aus_true: ``[T, 17]`` the teacher's AUs; aus_input: ``[T, 17]`` what the student sees.
         frames: ``[T, C, H, W, 3]`` teacher renders; landmarks2d: ``[T, C, 468, 2]``.
         vertices: ``[T, 468, 3]`` teacher mesh.
+        pixel_frames: ``[T, S, S, 3]`` uint8 teacher renders from the front at :data:`PIXEL_SIZE`,
+            for the evaluation on pixels (test clips; ``[0]`` for training clips).
     """
 
     name: str
@@ -117,6 +130,7 @@ class Clip:
     frames: Tensor
     landmarks2d: Tensor
     vertices: Tensor
+    pixel_frames: Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.uint8))
 
     @property
     def n_frames(self) -> int:
@@ -185,12 +199,21 @@ def make_clip(
     name: str,
     head=None,
     rig: TeacherRig | None = None,
+    pixels: bool = False,
 ) -> Clip:
-    """Teacher ground truth + student inputs for one utterance and one AU script."""
+    """Teacher ground truth + student inputs for one utterance and one AU script (with
+    ``pixels=True`` also the front view at :data:`PIXEL_SIZE` for the pixel evaluation)."""
+    from .viz import to_uint8
+
     feats = features_from_file(wav)
     T = feats.n_frames
-    seq = sequence(lab if lab is not None else wav, script, cameras, head=head, rig=rig, resample_aus=True, n_frames=T)
+    speech = lab if lab is not None else wav
+    seq = sequence(speech, script, cameras, head=head, rig=rig, resample_aus=True, n_frames=T)
     aus_true = torch.as_tensor(seq.aus, dtype=torch.float32)
+    pix = torch.zeros(0, dtype=torch.uint8)
+    if pixels:
+        front = sequence(speech, script, [pixel_camera()], head=head, rig=rig, resample_aus=True, n_frames=T)
+        pix = torch.from_numpy(to_uint8(front.frames[:, 0]))
     return Clip(
         name=name,
         wav=Path(wav),
@@ -201,6 +224,7 @@ def make_clip(
         frames=torch.as_tensor(seq.frames, dtype=torch.float32),
         landmarks2d=torch.as_tensor(seq.landmarks2d, dtype=torch.float32),
         vertices=torch.as_tensor(seq.vertices, dtype=torch.float32),
+        pixel_frames=pix,
     )
 
 
@@ -223,7 +247,18 @@ def build_dataset(cfg: TrainConfig, progress: bool = True) -> Dataset:
         jobs.append(("test", wav, lab, edit_script(dur, seed=s), s, f"{Path(wav).stem}/neutral-surprise"))
     train, test = [], []
     for split, wav, lab, script, s, name in tqdm(jobs, desc="teacher clips", disable=not progress):
-        clip = make_clip(data_path(wav), data_path(lab), script, cams, cfg.au_noise, s, name, head=head, rig=rig)
+        clip = make_clip(
+            data_path(wav),
+            data_path(lab),
+            script,
+            cams,
+            cfg.au_noise,
+            s,
+            name,
+            head=head,
+            rig=rig,
+            pixels=split == "test",
+        )
         (train if split == "train" else test).append(clip)
     ds = Dataset(train, test, cams, cfg.holdout_every)
     for c in train:
@@ -427,14 +462,87 @@ def predict(
     return {"frames": torch.cat(imgs), "vertices": v, "landmarks2d": _project(v, data.viewmats, data.Ks)}
 
 
+@torch.no_grad()
+def render_clip(
+    model: EmoZoneLite,
+    mel_windows,
+    energy,
+    aus,
+    camera: Camera,
+    chunk: int = 8,
+    progress: bool = True,
+    desc: str = "render",
+) -> Tensor:
+    """Student frames ``[T, H, W, 3]`` (float in [0, 1], white background) of a clip from one camera."""
+    from tqdm.auto import tqdm
+
+    a, u = model.encode(mel_windows, energy, aus)
+    out = []
+    for i in tqdm(range(0, a.shape[0], chunk), desc=desc, disable=not progress):
+        st = model.deform(a[i : i + chunk], u[i : i + chunk])
+        out.append(model.render(st, camera.viewmat[None], camera.K[None], camera.width, camera.height,
+                                background=torch.ones(3))[:, 0])  # fmt: skip
+    return torch.cat(out)
+
+
+#: Side of the front-view renders the face detector measures (student and teacher alike).
+PIXEL_SIZE = 256
+
+
+def pixel_camera() -> Camera:
+    """The front camera of the pixel evaluation (``PIXEL_SIZE`` square)."""
+    return Camera.orbit(yaw_deg=0.0, width=PIXEL_SIZE, height=PIXEL_SIZE)
+
+
+_DETECTIONS: dict = {}  # teacher detections per (clip name, frames bytes) in this process
+
+
+def _neutral_reference():
+    """The detector's reading of the teacher's neutral head (front, ``PIXEL_SIZE``): the
+    reference of the geometric pixel AUs, the same for student and teacher."""
+    key = ("neutral", PIXEL_SIZE)
+    if key not in _DETECTIONS:
+        from .landmarks import detect_landmarks
+        from .render import render_image
+        from .viz import to_uint8
+
+        head = load_head()
+        img = render_image(head.means, head.quats, head.scales, head.opacities, head.colors, pixel_camera(),
+                           background=[1.0, 1.0, 1.0])  # fmt: skip
+        _DETECTIONS[key] = detect_landmarks(to_uint8(img))
+    return _DETECTIONS[key]
+
+
+def pixel_evaluation(model: EmoZoneLite, clip: Clip) -> dict[str, float]:
+    """The detector's metrics (``pixel_*``, :func:`emozone_lite.metrics.pixel_metrics`) of the
+    student against the teacher on a clip, both rendered from the front at ``PIXEL_SIZE``."""
+    from .metrics import detect_frames, pixel_metrics
+
+    if clip.pixel_frames.numel() == 0:
+        raise ValueError(f"clip {clip.name} has no pixel_frames (only test clips carry them)")
+    ref = _neutral_reference()
+    key = (clip.name, hash(clip.pixel_frames[::7, ::16, ::16].numpy().tobytes()))
+    if key not in _DETECTIONS:
+        _DETECTIONS[key] = detect_frames(clip.pixel_frames.numpy(), neutral=ref)
+    student = render_clip(model, clip.mel_windows, clip.energy, clip.aus_input, pixel_camera(), progress=False)
+    return pixel_metrics(detect_frames(student, neutral=ref), _DETECTIONS[key])
+
+
 def _au_from_landmarks(lmk2d: Tensor) -> np.ndarray:
     """AUs from a front-view 2D landmark track ``[T, 468, 2]`` with the geometric estimator
     (the same estimator for student and teacher; neutral = the canonical mesh)."""
     return np.asarray(estimate_aus(lmk2d.numpy()), dtype=np.float64)
 
 
-def evaluate_clip(model: EmoZoneLite, clip: Clip, data: Dataset, frames: Tensor | None = None) -> dict[str, float]:
-    """All metrics of DESIGN.md on one clip (optionally a subset of its frames)."""
+def evaluate_clip(
+    model: EmoZoneLite, clip: Clip, data: Dataset, frames: Tensor | None = None, pixels: bool = False
+) -> dict[str, float]:
+    """All metrics of DESIGN.md on one clip (optionally a subset of its frames).
+
+    The geometric metrics (``lmd_*``, ``aue_*``, ``lip_sync``, ``jitter_*``, ``motion_upper``) are
+    read from the deformed mesh; with ``pixels=True`` (whole clips that carry ``pixel_frames``)
+    the detector's metrics on rendered frames are added (``pixel_*``, :func:`pixel_evaluation`).
+    """
     frames = torch.arange(clip.n_frames) if frames is None else frames
     pred = predict(model, clip, data, frames)
     gt_img, gt_lmk = clip.frames[frames], clip.landmarks2d[frames]
@@ -465,6 +573,9 @@ def evaluate_clip(model: EmoZoneLite, clip: Clip, data: Dataset, frames: Tensor 
         out["jitter_upper_lmk_teacher"] = float(jitter(gt_lmk[:, front, upper_idx].numpy()))
         out["jitter_au"] = float(jitter(au_p))
         out["jitter_au_teacher"] = float(jitter(au_g))
+    out["mouth_range"] = float(mouth_range_ratio(open_p, open_g))
+    if pixels:
+        out.update(pixel_evaluation(model, clip))
     return out
 
 
@@ -480,7 +591,7 @@ def evaluate(model: EmoZoneLite, data: Dataset) -> dict[str, dict[str, float]]:
     """Metrics on the held-out utterance(s) and on the held-out frames of the training clips."""
     res: dict[str, dict[str, float]] = {}
     for clip in data.test:
-        res[f"heldout_utterance:{clip.name}"] = evaluate_clip(model, clip, data)
+        res[f"heldout_utterance:{clip.name}"] = evaluate_clip(model, clip, data, pixels=True)
     per = [evaluate_clip(model, c, data, f) for c, f in zip(data.train, data.heldout_frames)]
     if per:
         res["heldout_frames"] = {k: float(np.mean([p[k] for p in per])) for k in per[0]}
@@ -498,14 +609,20 @@ ABLATION_RUNS = (
 TABLE_COLUMNS = (
     ("psnr", "PSNR ↑"),
     ("ssim", "SSIM ↑"),
-    ("lmd_mouth", "LMD-mouth ↓"),
-    ("lmd_upper", "LMD-upper ↓"),
-    ("aue_upper", "AUE-U ↓"),
-    ("aue_lower", "AUE-L ↓"),
-    ("motion_upper", "motion-U (1 = teacher)"),
-    ("jitter_upper_lmk", "jitter-U ↓"),
-    ("jitter_au", "AU jitter ↓"),
-    ("lip_sync", "lip-sync ↑"),
+    ("pixel_aue_upper", "AUE-U pixel ↓"),
+    ("pixel_aue_lower", "AUE-L pixel ↓"),
+    ("pixel_lmd_mouth", "LMD-mouth pixel ↓"),
+    ("pixel_lip_sync", "lip-sync pixel ↑"),
+    ("pixel_mouth_range", "mouth range pixel (1 = teacher)"),
+    ("pixel_faces_missing", "no face (frames)"),
+    ("lmd_mouth", "LMD-mouth geom ↓"),
+    ("lmd_upper", "LMD-upper geom ↓"),
+    ("aue_upper", "AUE-U geom ↓"),
+    ("aue_lower", "AUE-L geom ↓"),
+    ("motion_upper", "motion-U geom (1 = teacher)"),
+    ("jitter_upper_lmk", "jitter-U geom ↓"),
+    ("jitter_au", "AU jitter geom ↓"),
+    ("lip_sync", "lip-sync geom ↑"),
 )
 
 
@@ -613,6 +730,12 @@ def run_ablation(
             "Jitter is the mean squared second difference of the front-view upper-face landmark track "
             "(pixels²) and of the AU track estimated from it; AUs are estimated from landmarks with the same "
             "geometric estimator for student and teacher.",
+            "",
+            f"*pixel* columns: the face detector (MediaPipe) on student and teacher renders of the held-out "
+            f"utterance from the front at {PIXEL_SIZE}² (AUs from its blendshapes, its landmarks, its mouth "
+            "opening); *geom* columns: read from the deformed mesh the losses supervise. 'no face' counts the "
+            "student frames where the detector found no face (they are left out of the pixel columns). The "
+            "claim check above uses the geometric metrics.",
         ]
     with atomic_write(out_dir / "ablation.md", "w") as f:
         f.write("\n".join(md) + "\n")
@@ -656,7 +779,7 @@ def default_train_config(fast: bool | None = None) -> TrainConfig:
 
 # ------------------------------------------------------------------------- caching
 #: Bump when the teacher, the data or the features change, to invalidate cached datasets.
-DATA_VERSION = 1
+DATA_VERSION = 2  # 2: the neutral head with a mouth inside, FACS-sized fields, pixel frames
 #: Bump when the network's parameters change, to invalidate cached runs.
 MODEL_VERSION = 3
 
@@ -670,10 +793,17 @@ def _key(*parts: dict) -> str:
 _DATA_FIELDS = ("image_size", "yaws", "au_noise", "n_scripts", "holdout_every", "seed")
 
 
+def _head_fingerprint() -> str:
+    """sha256 (first 12 hex digits) of the bundled head file: a rebuilt head invalidates caches."""
+    import hashlib
+
+    return hashlib.sha256(data_path("head.ply").read_bytes()).hexdigest()[:12]
+
+
 def cached_dataset(cfg: TrainConfig, progress: bool = True, directory: str | os.PathLike | None = None) -> Dataset:
     """:func:`build_dataset`, cached on disk (keyed by the data-relevant config fields)."""
     d = Path(directory) if directory is not None else cache_dir()
-    key = _key({k: cfg.to_dict()[k] for k in _DATA_FIELDS}, {"v": DATA_VERSION})
+    key = _key({k: cfg.to_dict()[k] for k in _DATA_FIELDS}, {"v": DATA_VERSION, "head": _head_fingerprint()})
     path = d / f"dataset-{key}.pt"
     if path.exists():
         try:
@@ -704,7 +834,8 @@ def cached_dataset(cfg: TrainConfig, progress: bool = True, directory: str | os.
 def ablation_dir(train_cfg: TrainConfig, directory: str | os.PathLike | None = None) -> Path:
     """Cache folder shared by the demo, notebooks 07–08 and the studio for one training config."""
     d = Path(directory) if directory is not None else cache_dir()
-    return d / f"ablation-{_key(train_cfg.to_dict(), {'v': DATA_VERSION, 'model_version': MODEL_VERSION})}"
+    key = _key(train_cfg.to_dict(), {"v": DATA_VERSION, "model_version": MODEL_VERSION, "head": _head_fingerprint()})
+    return d / f"ablation-{key}"
 
 
 def pretrained(

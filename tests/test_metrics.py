@@ -298,3 +298,54 @@ def test_lip_sync_bad_inputs():
         M.mouth_opening(np.zeros((4, 68, 2)))
     with pytest.raises(ValueError, match="inter-ocular"):
         M.mouth_opening(np.zeros((2, 468, 2)))
+
+
+# --------------------------------------------------------------------------- on pixels
+@pytest.fixture(scope="module")
+def teacher_frames():
+    pytest.importorskip("mediapipe")
+    from emozone_lite.camera import Camera
+    from emozone_lite.teacher import sequence
+    from emozone_lite.utils import data_path
+
+    return sequence(data_path("arctic_a0009_phone.lab"), None, [Camera.orbit(0, width=192, height=192)])
+
+
+def test_pixel_mouth_opening_follows_the_geometric_one(teacher_frames):
+    from emozone_lite.metrics import detect_frames, lip_sync_corr
+
+    det = detect_frames(teacher_frames.frames[:, 0], neutral=teacher_frames.frames[0, 0])
+    assert det.n_missing == 0 and det.landmarks.shape == (teacher_frames.n_frames, 468, 2)
+    assert np.isfinite(det.aus).all() and np.isfinite(det.aus_geometric).all()
+    # the detector's mouth opening on the pixels follows the rig's mouth (the teacher's truth)
+    assert lip_sync_corr(det.mouth_opening, teacher_frames.mouth_opening.numpy()) > 0.9
+
+
+def test_pixel_metrics_of_a_video_against_itself_and_a_frozen_one(teacher_frames):
+    from emozone_lite.metrics import detect_frames, pixel_metrics
+
+    det = detect_frames(teacher_frames.frames[:, 0], neutral=teacher_frames.frames[0, 0])
+    same = pixel_metrics(det, det)
+    for k in ("pixel_aue_upper", "pixel_aue_lower", "pixel_lmd_mouth", "pixel_lmd_upper"):
+        assert same[k] == 0.0, k
+    assert same["pixel_lip_sync"] == pytest.approx(1.0) and same["pixel_mouth_range"] == pytest.approx(1.0)
+    frozen = detect_frames(teacher_frames.frames[:1, 0].expand(teacher_frames.n_frames, -1, -1, -1))
+    m = pixel_metrics(frozen, det)
+    assert m["pixel_mouth_range"] < 0.05 and m["pixel_lmd_mouth"] > 0.5  # a mouth that does not move is caught
+
+
+def test_frames_without_a_face_are_counted_not_dropped(teacher_frames):
+    from emozone_lite.metrics import detect_frames, pixel_metrics
+
+    frames = teacher_frames.frames[:6, 0].clone()
+    frames[2:4] = 1.0  # blank frames: no face
+    det = detect_frames(frames)
+    assert det.found.tolist() == [True, True, False, False, True, True] and det.n_missing == 2
+    assert np.isnan(det.aus[2]).all() and np.isnan(det.mouth_opening[3])
+    m = pixel_metrics(det, detect_frames(teacher_frames.frames[:6, 0]))
+    assert m["pixel_faces_missing"] == 2 and m["pixel_faces_missing_teacher"] == 0 and m["pixel_frames"] == 4
+    assert np.isnan(m["pixel_jitter_au"]), "jitter needs consecutive frames with a face"
+    with pytest.raises(ValueError, match="same frames"):
+        pixel_metrics(det, detect_frames(teacher_frames.frames[:5, 0]))
+    with pytest.raises(ValueError, match=r"\[T, H, W, 3\]"):
+        detect_frames(np.zeros((4, 4, 3), np.uint8))

@@ -30,7 +30,16 @@ from emozone_lite.threads import configure_threads
 configure_threads()  # the toolkit's thread policy, before torch loads OpenMP
 from emozone_lite import train as T  # noqa: E402
 
-METRICS = ("psnr", "aue_upper", "motion_upper", "jitter_upper_lmk", "lip_sync")
+METRICS = (
+    "psnr",
+    "aue_upper",
+    "pixel_aue_upper",
+    "motion_upper",
+    "jitter_upper_lmk",
+    "lip_sync",
+    "pixel_lip_sync",
+    "pixel_mouth_range",
+)
 
 
 def heldout(report: dict) -> dict[str, dict[str, float]]:

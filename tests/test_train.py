@@ -28,6 +28,12 @@ def data(cfg, tmp_path_factory):
     return T.cached_dataset(cfg, progress=False, directory=tmp_path_factory.mktemp("cache"))
 
 
+def _train_small(cfg, data, out_dir, steps):
+    """SMALL trained from scratch for ``steps`` steps of ``cfg`` into ``out_dir``."""
+    return T.train(SMALL, T.TrainConfig.from_dict({**cfg.to_dict(), "steps": steps}), data, out_dir=out_dir,
+                   resume=False, progress=False)  # fmt: skip
+
+
 def _params(model):
     return {k: v.clone() for k, v in model.state_dict().items()}
 
@@ -54,8 +60,7 @@ def test_training_is_deterministic_and_resumes(cfg, data, tmp_path):
     for k, v in _params(m1).items():
         torch.testing.assert_close(v, _params(m2)[k], rtol=0, atol=0)
     # interrupted after 2 steps (its checkpoint), then resumed: the same as straight through
-    half = T.TrainConfig.from_dict({**cfg.to_dict(), "steps": 2})
-    T.train(SMALL, half, data, out_dir=tmp_path / "c", resume=False, progress=False)
+    _train_small(cfg, data, tmp_path / "c", steps=2)
     ck = torch.load(tmp_path / "c" / "checkpoint.pt", weights_only=True)
     ck["train_config"] = cfg.to_dict()  # same run, longer budget
     torch.save(ck, tmp_path / "c" / "checkpoint.pt")
@@ -68,14 +73,7 @@ def test_training_is_deterministic_and_resumes(cfg, data, tmp_path):
 
 
 def test_checkpoint_errors(cfg, data, tmp_path):
-    model, _ = T.train(
-        SMALL,
-        T.TrainConfig.from_dict({**cfg.to_dict(), "steps": 2}),
-        data,
-        out_dir=tmp_path,
-        resume=False,
-        progress=False,
-    )
+    model, _ = _train_small(cfg, data, tmp_path, steps=2)
     ckpt = tmp_path / "checkpoint.pt"
     loaded, ck = T.load_model(ckpt)
     assert ck["step"] == 2 and ck["seed"] == cfg.seed and loaded.config == SMALL
@@ -147,14 +145,7 @@ def test_cli_render_own_files(cfg, data, tmp_path):
     from emozone_lite.utils import data_path
     from emozone_lite.viz import read_video_info
 
-    T.train(
-        SMALL,
-        T.TrainConfig.from_dict({**cfg.to_dict(), "steps": 1}),
-        data,
-        out_dir=tmp_path,
-        resume=False,
-        progress=False,
-    )
+    _train_small(cfg, data, tmp_path, steps=1)
     csv = tmp_path / "aus.csv"
     write_openface_csv(AUTrack(np.full((30, 17), 1.0, np.float32), fps=25.0), csv)  # shorter than the audio
     out = tmp_path / "me.mp4"

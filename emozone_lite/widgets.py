@@ -232,7 +232,9 @@ class ExpressionStudio(W.VBox):
         self.preset_buttons: dict[str, W.Button] = {}
         for name in aus_mod.PRESETS:
             b = W.Button(
-                description=name, layout=W.Layout(width="auto", min_width="92px"), tooltip=f"set the AU sliders to the {name} preset"
+                description=name,
+                layout=W.Layout(width="auto", min_width="92px"),
+                tooltip=f"set the AU sliders to the {name} preset",
             )
             b.on_click(self._on_preset(name))
             self.preset_buttons[name] = b

@@ -160,7 +160,7 @@ def close_lips(vertices: np.ndarray, mesh: FaceMesh | None = None, radius: float
     Returns:
         ``[468, 3]`` float64 with the inner lips touching.
     """
-    from ..teacher.anatomy import _EPS_SHEPARD, _falloff, geodesic_distances
+    from ..teacher.anatomy import _blend_anchors, geodesic_distances
 
     mesh = load_canonical_mesh() if mesh is None else mesh
     v = np.asarray(vertices, dtype=np.float64)
@@ -173,15 +173,7 @@ def close_lips(vertices: np.ndarray, mesh: FaceMesh | None = None, radius: float
     moves += [np.zeros(3), np.zeros(3)]
     idx, moves = np.array(idx), np.array(moves)
     D = geodesic_distances(mesh, idx, cut=True)  # [A, V] on the canonical surface, lips cut apart
-    phi = _falloff(D, np.full((len(idx), 1), radius))
-    env = 1.0 - np.prod(1.0 - phi, axis=0)
-    w = phi / (D**2 + _EPS_SHEPARD**2)
-    wsum = w.sum(0)
-    blend = np.where(wsum[:, None] > 0, (w.T @ moves) / np.maximum(wsum, 1e-300)[:, None], 0.0)
-    on = D == 0
-    hit = on.any(0)
-    blend[hit] = (on[:, hit].T.astype(np.float64) @ moves) / on[:, hit].sum(0)[:, None]
-    return v + env[:, None] * blend
+    return v + _blend_anchors(D, moves, np.full(len(idx), radius))
 
 
 def neutral_vertices(registered: np.ndarray, mesh: FaceMesh | None = None) -> np.ndarray:

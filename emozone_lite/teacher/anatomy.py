@@ -223,16 +223,22 @@ def _anchor_field(anchors: Sequence[_Anchor], mesh: FaceMesh, mi: np.ndarray, ge
     """
     v = np.asarray(mesh.vertices, dtype=np.float64)
     idx, disp, rad = _expand_anchors(anchors, v, mi)
-    D = geo[idx]  # [A, V] geodesic distances on the cut mesh
-    phi = _falloff(D, rad[:, None])
+    return _blend_anchors(geo[idx], disp, rad).astype(np.float32)  # geo[idx]: [A, V] on the cut mesh
+
+
+def _blend_anchors(D: np.ndarray, moves: np.ndarray, radius: np.ndarray) -> np.ndarray:
+    """The blend of :func:`_anchor_field`: ``[V, 3]`` float64 from the anchors' geodesic distances
+    ``D [A, V]``, their moves ``[A, 3]`` and falloff radii ``[A]`` (each anchor vertex moves by
+    exactly its own vector)."""
+    phi = _falloff(D, np.asarray(radius, dtype=np.float64).reshape(-1, 1))
     env = 1.0 - np.prod(1.0 - phi, axis=0)
     w = phi / (D**2 + _EPS_SHEPARD**2)
     wsum = w.sum(0)
-    blend = np.where(wsum[:, None] > 0, (w.T @ disp) / np.maximum(wsum, 1e-300)[:, None], 0.0)
-    on = D == 0  # an anchor vertex moves by exactly its own vector
+    blend = np.where(wsum[:, None] > 0, (w.T @ moves) / np.maximum(wsum, 1e-300)[:, None], 0.0)
+    on = D == 0
     hit = on.any(0)
-    blend[hit] = (on[:, hit].T.astype(np.float64) @ disp) / on[:, hit].sum(0)[:, None]
-    return (env[:, None] * blend).astype(np.float32)
+    blend[hit] = (on[:, hit].T.astype(np.float64) @ moves) / on[:, hit].sum(0)[:, None]
+    return env[:, None] * blend
 
 
 def mandible_mask(mesh: FaceMesh, geo: np.ndarray | None = None) -> np.ndarray:

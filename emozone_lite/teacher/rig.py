@@ -494,8 +494,8 @@ class TeacherRig:
         """
         from ..head import carry_parts
 
-        disp = self.vertex_displacement(aus, viseme_weights)
         aus_t, w = self._check_inputs(aus, viseme_weights)
+        disp = self.vertex_displacement(aus_t, w)
         J = self._jaw(aus_t, w)
         return carry_parts(
             head, self.vertices, disp, J[:, None, None] * self.jaw_field, J * self.jaw_rotation, self.mesh.triangles

@@ -105,6 +105,10 @@ LANDMARK_GROUPS: dict[str, tuple[int, ...]] = {
     "lip_corners": (61, 291),
     "chin": (152, 175, 199),
     "menton": (152,),
+    # the lower nose dorsum and tip: rigid with the skull, and below the eyes, so the
+    # lower face's heights do not move when lids close or brows lower (the detector's
+    # eye corners follow the lids a little)
+    "nose_reference": (195, 5, 4),
     # stable points for the rigid alignment: eye corners, nose bridge and
     # dorsum, upper forehead, temples and face sides (no brows, lids, lips, jaw)
     "anchors": (33, 133, 362, 263, 168, 6, 197, 195, 5, 4, 10, 151, 127, 356, 234, 454, 162, 389),
@@ -128,11 +132,15 @@ GEOMETRIC_FULL_SCALE: dict[str, float] = {
     "AU15": 0.06,  # lip corners down relative to the mouth centre
     "AU17": 0.08,  # chin boss pushed up
     "AU20": 0.08,  # lip corners pulled sideways beyond what an oblique smile explains
-    "AU23": 0.06,  # lips thinned (red-lip heights)
+    "AU23": 0.06,  # lips thinned (red-lip heights), read on closed lips only
     "AU25": 0.15,  # inner lips apart
     "AU26": 0.30,  # chin down
     "AU45": 1.00,  # upper lid down, as a fraction of the neutral eye aperture
 }
+
+#: Lip gap (IOD) at which :func:`aus_from_features` stops reading AU23: lips pulled open
+#: thin as they stretch, which a thickness proxy cannot tell from tightening (≈ 2.5 mm).
+AU23_OPEN_GATE = 0.04
 
 
 @lru_cache(maxsize=1)
@@ -202,8 +210,10 @@ def geometric_features(points) -> dict[str, float]:
     """Expression-sensitive distances of one face, in inter-ocular distances (IOD).
 
     The face is first aligned to the canonical frame (:func:`align_to_canonical`);
-    heights are measured along +y from the eye line (mean height of the four eye
-    corners), and everything is divided by the IOD (distance between the two eye
+    heights are measured along +y — the brows' and lids' from the eye line (mean height
+    of the four eye corners), the cheeks', nose wings', lips' and chin's from the lower
+    nose (``LANDMARK_GROUPS["nose_reference"]``, which stays put when the lids close or
+    the brows lower, unlike a detector's eye corners) — and everything is divided by the IOD (distance between the two eye
     centres, each the midpoint of its corners), so the features do not depend on
     position, rotation, scale or a y-flip.
 
@@ -223,9 +233,10 @@ def geometric_features(points) -> dict[str, float]:
         raise ValueError("landmarks are degenerate: the two eyes coincide (inter-ocular distance 0)")
     y = q[:, 1]
     y_eye = _mean(q, "eye_corners")[1]
+    y_nose = _mean(q, "nose_reference")[1]
 
-    def h(group: str) -> float:
-        return float(y[list(LANDMARK_GROUPS[group])].mean() - y_eye) / iod
+    def h(group: str, ref: float = y_eye) -> float:
+        return float(y[list(LANDMARK_GROUPS[group])].mean() - ref) / iod
 
     mouth_centre = 0.5 * (y[13] + y[14])
     corners = q[list(LANDMARK_GROUPS["lip_corners"])]
@@ -237,9 +248,9 @@ def geometric_features(points) -> dict[str, float]:
         "inner_brow_gap": float(_mean(q, "left_inner_brow")[0] - _mean(q, "right_inner_brow")[0]) / iod,
         "upper_lid_height": h("upper_lids"),
         "lower_lid_height": h("lower_lids"),
-        "cheek_height": h("cheeks"),
-        "nose_ala_height": h("nose_alae"),
-        "upper_lip_height": h("upper_lip_outer"),
+        "cheek_height": h("cheeks", y_nose),
+        "nose_ala_height": h("nose_alae", y_nose),
+        "upper_lip_height": h("upper_lip_outer", y_nose),
         "lip_corner_height": float(corners[:, 1].mean() - mouth_centre) / iod,
         "mouth_half_width": float(np.linalg.norm(corners[1] - corners[0])) / (2 * iod),
         "lip_corner_depth": (
@@ -251,8 +262,8 @@ def geometric_features(points) -> dict[str, float]:
         )
         / iod,
         "lips_gap": float(np.linalg.norm(q[13] - q[14])) / iod,
-        "chin_height": h("chin"),
-        "jaw_drop": float(y_eye - y[152]) / iod,
+        "chin_height": h("chin", y_nose),
+        "jaw_drop": float(y_nose - y[152]) / iod,
     }
     f["eye_aperture"] = f["upper_lid_height"] - f["lower_lid_height"]
     return f
@@ -277,7 +288,7 @@ def aus_from_features(features: dict[str, float], neutral: dict[str, float]) -> 
     AU15      − lip_corner_height
     AU17      + chin_height (the jaw cannot close past neutral, so a higher chin is mentalis)
     AU20      + mouth_half_width − max(0, + lip_corner_height)
-    AU23      − lip_thickness
+    AU23      − lip_thickness, × max(0, 1 − Δlips_gap / AU23_OPEN_GATE) (closed lips only)
     AU25      + lips_gap
     AU26      + jaw_drop
     AU45      − upper_lid_height, as a fraction of the neutral eye_aperture
@@ -304,7 +315,8 @@ def aus_from_features(features: dict[str, float], neutral: dict[str, float]) -> 
         "AU15": pos(-d["lip_corner_height"]) / fs["AU15"],
         "AU17": pos(d["chin_height"]) / fs["AU17"],
         "AU20": pos(d["mouth_half_width"] - pos(d["lip_corner_height"])) / fs["AU20"],
-        "AU23": pos(-d["lip_thickness"]) / fs["AU23"],
+        # lips stretched open also thin: tightening is read on closed lips only
+        "AU23": pos(-d["lip_thickness"]) * max(0.0, 1.0 - pos(d["lips_gap"]) / AU23_OPEN_GATE) / fs["AU23"],
         "AU25": pos(d["lips_gap"]) / fs["AU25"],
         "AU26": pos(d["jaw_drop"]) / fs["AU26"],
         "AU45": pos(-d["upper_lid_height"]) / max(neutral["eye_aperture"], 1e-6) / fs["AU45"],

@@ -156,6 +156,29 @@ def test_lower_face_proxies(canon):
     assert int(np.argmax(estimate_aus(thin))) == au_index("AU23")
 
 
+def test_lips_stretched_open_are_not_read_as_tightened(canon):
+    """Open lips thin as they stretch; AU23 is read on closed lips only."""
+    thin = canon.copy()
+    thin[list(LANDMARK_GROUPS["upper_lip_outer"]), 1] -= 0.015
+    thin[list(LANDMARK_GROUPS["lower_lip_outer"]), 1] += 0.015
+    assert estimate_aus(thin)[au_index("AU23")] > 2.0
+    opened = thin.copy()
+    below = opened[:, 1] < 0.5 * (canon[13, 1] + canon[14, 1])  # the lower lip and all below it
+    opened[below, 1] -= 0.04  # lips apart by ≈ AU23_OPEN_GATE · IOD
+    a = estimate_aus(opened)
+    assert a[au_index("AU25")] > 1.0 and a[au_index("AU23")] < 0.5, dict(zip(AU_NAMES, a.round(2)))
+
+
+def test_lower_face_heights_ignore_eye_corners_following_the_lids(canon):
+    """A detector's eye corners drop a little with closing lids; the cheeks, nose wings,
+    lips and chin are measured from the lower nose, so they do not rise with it."""
+    v = canon.copy()
+    v[list(LANDMARK_GROUPS["eye_corners"]), 1] -= 0.01
+    a = estimate_aus(v)
+    for au in ("AU06", "AU09", "AU10", "AU17"):
+        assert a[au_index(au)] < 0.1, (au, dict(zip(AU_NAMES, a.round(2))))
+
+
 def test_invariant_to_similarity_transform_and_y_flip(canon):
     v = _move(_open_jaw(canon, 0.08), "inner_brows", [0, 0.04, 0])
     ref = estimate_aus(v)

@@ -95,6 +95,7 @@ ESPEAK_TO_ARCTIC: dict[str, tuple[str, ...]] = {
     "t": ("t",),
     "t#": ("t",),
     "*": ("t",),
+    "?": ("t",),  # glottal stop: American /t/ in "button", "kitten"
     "d": ("d",),
     "k": ("k",),
     "g": ("g",),
@@ -145,8 +146,14 @@ class _Event(ctypes.Structure):
     ]
 
 
-def espeak_phones(text: str, voice: str = "en-us") -> tuple[np.ndarray, int, list[tuple[str, int]]]:
-    """Synthesise ``text``; return (wave int16, sample rate, [(espeak phoneme, start sample)])."""
+def espeak_phones(
+    text: str, voice: str = "en-us", rate: int | None = None, pitch: int | None = None
+) -> tuple[np.ndarray, int, list[tuple[str, int]]]:
+    """Synthesise ``text``; return (wave int16, sample rate, [(espeak phoneme, start sample)]).
+
+    ``rate`` (words per minute, eSpeak's default 175) and ``pitch`` (0–100, default 50) are
+    left at the voice's defaults when None.
+    """
     lib = ctypes.CDLL("libespeak-ng.so.1")
     cb_type = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.POINTER(_Event))
     chunks: list[np.ndarray] = []
@@ -169,6 +176,10 @@ def espeak_phones(text: str, voice: str = "en-us") -> tuple[np.ndarray, int, lis
     if lib.espeak_SetVoiceByName(voice.encode()) != 0:
         raise RuntimeError(f"eSpeak NG voice {voice!r} not available")
     lib.espeak_SetSynthCallback(keep)
+    if rate is not None:
+        lib.espeak_SetParameter(1, int(rate), 0)  # espeakRATE
+    if pitch is not None:
+        lib.espeak_SetParameter(3, int(pitch), 0)  # espeakPITCH
     b = text.encode()
     lib.espeak_Synth(b, len(b) + 1, 0, 0, 0, 0, None, None)
     lib.espeak_Synchronize()

@@ -124,14 +124,14 @@ def render_files(
     An AU track whose length differs from the audio is resampled to the audio's frame
     count (25 fps), with a warning; no AU file means a neutral face.
     """
-    from .audio import features, load_audio
+    from .audio import load_audio
     from .aus import AUTrack, read_openface_csv
     from .train import load_model
     from .viz import write_video
 
     model, _ = load_model(checkpoint)
     wave = load_audio(audio)
-    feats = features(wave, 16000)
+    feats = model.audio_features(wave, 16000)  # log-mel or phone windows, as the model was trained
     T = feats.n_frames
     if aus is None:
         values = np.zeros((T, 17), np.float32)

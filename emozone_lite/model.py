@@ -57,6 +57,10 @@ class ModelConfig:
         au_prior: add the FACS anatomical per-AU prior ``P`` to the SZ-PAB logits.
         zone_falloff: temperature of the soft zone membership (world units).
         n_gaussians: Gaussians of the head used (an evenly spread subset; ``None`` = all).
+        audio_frontend: ``"mel"`` (16-step log-mel windows, :func:`emozone_lite.audio.features`)
+            or ``"phones"`` (16-step windows of phones recognised by PocketSphinx,
+            :func:`emozone_lite.phonetic.phonetic_features`; speaker-independent). The same
+            :class:`AudioEncoder` reads either (``n_mels`` is ignored for phones).
     """
 
     fusion: Literal["szpab", "implicit", "attention"] = "szpab"
@@ -73,8 +77,11 @@ class ModelConfig:
     au_prior: bool = True
     zone_falloff: float = 0.06
     n_gaussians: int | None = 6000
+    audio_frontend: Literal["mel", "phones"] = "mel"
 
     def __post_init__(self) -> None:
+        if self.audio_frontend not in ("mel", "phones"):
+            raise ValueError(f"audio_frontend must be 'mel' or 'phones', got {self.audio_frontend!r}")
         if self.fusion not in ("szpab", "implicit", "attention"):
             raise ValueError(f"fusion must be 'szpab', 'implicit' or 'attention', got {self.fusion!r}")
         if self.temporal not in ("citae", "per_frame"):
@@ -110,9 +117,12 @@ class AudioEncoder(nn.Module):
         ``forward(mel_windows [T, 16, n_mels], energy [T]) -> [T, context, d]``
     """
 
-    def __init__(self, n_mels: int = 80, d_model: int = 32, context: int = 5, hidden: int = 64) -> None:
+    def __init__(
+        self, n_mels: int = 80, d_model: int = 32, context: int = 5, hidden: int = 64, normalize: bool = True
+    ) -> None:
         super().__init__()
         self.n_mels, self.d_model, self.context = int(n_mels), int(d_model), int(context)
+        self.normalize = bool(normalize)  # per-window standardisation (log-mel); off for phone windows
         self.conv = nn.Sequential(
             nn.Conv1d(n_mels, hidden, 3, padding=1),
             nn.GELU(),
@@ -133,8 +143,10 @@ class AudioEncoder(nn.Module):
             raise ValueError(f"mel_windows must have shape [T, 16, {self.n_mels}], got {tuple(mel_windows.shape)}")
         check_shape(energy, "energy", ("T",), T=mel_windows.shape[0])
         # per-window normalisation: loudness-invariant and local (frame t sees only its window)
-        mu = mel_windows.mean(dim=(1, 2), keepdim=True)
-        x = (mel_windows - mu) / (mel_windows.std(dim=(1, 2), keepdim=True) + 1e-3)
+        x = mel_windows
+        if self.normalize:
+            mu = mel_windows.mean(dim=(1, 2), keepdim=True)
+            x = (mel_windows - mu) / (mel_windows.std(dim=(1, 2), keepdim=True) + 1e-3)
         h = self.conv(x.transpose(1, 2)).mean(-1) + self.energy(energy[:, None])  # [T, d]
         h = F.pad(h.T[None], (2, 2), mode="replicate")
         return self.smooth(h)[0].T  # [T, d]
@@ -234,7 +246,12 @@ class EmoZoneLite(nn.Module):
             zone_w = torch.ones(len(idx), 1)
         self.register_buffer("zone_weights", zone_w)
 
-        self.audio_encoder = AudioEncoder(c.n_mels, c.d_model, c.audio_context, c.hidden)
+        if c.audio_frontend == "phones":
+            from .phonetic import N_PHONES
+
+            self.audio_encoder = AudioEncoder(N_PHONES, c.d_model, c.audio_context, c.hidden, normalize=False)
+        else:
+            self.audio_encoder = AudioEncoder(c.n_mels, c.d_model, c.audio_context, c.hidden)
         if c.temporal == "citae":
             self.au_encoder: nn.Module = CITAE(
                 n_aus=N_AUS,
@@ -262,6 +279,18 @@ class EmoZoneLite(nn.Module):
     @property
     def n_gaussians(self) -> int:
         return self.means.shape[0]
+
+    def audio_features(self, wave, sr: int, fps: float = 25.0, n_frames: int | None = None):
+        """The speech features this model reads (its ``audio_frontend``) of a waveform:
+        :class:`~emozone_lite.audio.AudioFeatures` (``mel_windows`` are phone windows for
+        ``"phones"``)."""
+        if self.config.audio_frontend == "phones":
+            from .phonetic import phonetic_features
+
+            return phonetic_features(wave, sr, fps, n_frames=n_frames)
+        from .audio import features
+
+        return features(wave, sr, fps, n_frames=n_frames)
 
     def encode(self, mel_windows: Tensor, energy: Tensor, aus: Tensor) -> tuple[Tensor, Tensor]:
         """Tokens of a whole clip.

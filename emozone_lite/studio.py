@@ -35,7 +35,7 @@ from torch import Tensor
 
 from . import aus as aus_mod
 from .attention import MODALITY_NAMES, SZPAB
-from .audio import FEATURE_SR, features, load_audio
+from .audio import FEATURE_SR, load_audio
 from .camera import Camera
 from .threads import configure_threads
 from .utils import data_path, outputs_dir
@@ -138,7 +138,7 @@ class Studio:
         self.audio_path = _resolve_audio(audio)
         self.wave = load_audio(self.audio_path, FEATURE_SR)
         self.sr = FEATURE_SR
-        feats = features(self.wave, FEATURE_SR, fps)
+        feats = model.audio_features(self.wave, FEATURE_SR, fps)  # the model's front-end
         self.fps = float(feats.fps)
         self.n_frames = int(feats.n_frames)
         dev = model.means.device

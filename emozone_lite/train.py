@@ -42,7 +42,8 @@ from .metrics import (
 )
 from .metrics import aue as aue_metric
 from .model import EmoZoneLite, ModelConfig
-from .teacher import TeacherRig, sequence
+from .phonetic import phonetic_features
+from .teacher import TeacherRig, sequence, vertex_sequence
 from .utils import atomic_write, cache_dir, data_path, fast_mode, seed_everything  # cache_dir: re-exported
 
 #: (wav, phone label) of the bundled utterances: training speech and held-out speech.
@@ -68,6 +69,15 @@ class TrainConfig:
         holdout_every: every k-th frame of the training clips is held out for testing.
         ckpt_every: steps between checkpoints.
         seed: seeds data scripts, noise, initialisation and batching.
+        corpus_utterances: utterances of the speech corpus (:mod:`emozone_lite.corpus`, spread
+            evenly over its voices) the student learns speech → mouth from, with the teacher's
+            landmarks as targets (no rendering). ``0``: today's one-utterance training (the
+            photometric clips are the ARCTIC utterance a0009, and only a0007 is held out).
+            ``> 0``: the photometric clips are ``n_scripts`` corpus utterances and **both** real
+            ARCTIC recordings are held out.
+        speech_batch: corpus frames per step in the speech landmark loss.
+        lambda_speech: weight of the speech landmark loss (mouth landmarks count ×4).
+        augment: augment the corpus speech (:func:`emozone_lite.corpus.augment_speech`).
     """
 
     steps: int = 300
@@ -83,6 +93,10 @@ class TrainConfig:
     holdout_every: int = 5
     ckpt_every: int = 50
     seed: int = 0
+    corpus_utterances: int = 0
+    speech_batch: int = 16
+    lambda_speech: float = 10.0
+    augment: bool = True
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -115,8 +129,11 @@ class Clip:
         wav: path of the speech.
         mel_windows: ``[T, 16, n_mels]``; energy: ``[T]``.
         aus_true: ``[T, 17]`` the teacher's AUs; aus_input: ``[T, 17]`` what the student sees.
-        frames: ``[T, C, H, W, 3]`` teacher renders; landmarks2d: ``[T, C, 468, 2]``.
+        frames: ``[T, C, H, W, 3]`` teacher renders; landmarks2d: ``[T, C, 468, 2]`` (both
+            ``[0]`` for corpus speech clips, which are supervised by their vertices only).
         vertices: ``[T, 468, 3]`` teacher mesh.
+        phone_windows: ``[T, 16, N_PHONES]`` recognised-phone windows
+            (:func:`emozone_lite.phonetic.phonetic_features`) for the phonetic front-end.
         pixel_frames: ``[T, S, S, 3]`` uint8 teacher renders from the front at :data:`PIXEL_SIZE`,
             for the evaluation on pixels (test clips; ``[0]`` for training clips).
     """
@@ -131,10 +148,19 @@ class Clip:
     landmarks2d: Tensor
     vertices: Tensor
     pixel_frames: Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.uint8))
+    phone_windows: Tensor = field(default_factory=lambda: torch.zeros(0))
 
     @property
     def n_frames(self) -> int:
         return self.mel_windows.shape[0]
+
+    def audio_for(self, model: EmoZoneLite) -> Tensor:
+        """The speech windows ``model`` reads: log-mel, or phone windows for ``audio_frontend="phones"``."""
+        if model.config.audio_frontend == "phones":
+            if self.phone_windows.shape[:1] != self.mel_windows.shape[:1]:
+                raise ValueError(f"clip {self.name} has no phone windows; rebuild the dataset")
+            return self.phone_windows
+        return self.mel_windows
 
 
 @dataclass
@@ -147,6 +173,7 @@ class Dataset:
     holdout_every: int
     train_frames: list[Tensor] = field(default_factory=list)  # per train clip: frame indices used for training
     heldout_frames: list[Tensor] = field(default_factory=list)
+    speech: list[Clip] = field(default_factory=list)  # corpus clips for the speech landmark loss
 
     @property
     def viewmats(self) -> Tensor:
@@ -207,6 +234,7 @@ def make_clip(
 
     feats = features_from_file(wav)
     T = feats.n_frames
+    phones = phonetic_features(load_audio(wav), n_frames=T).mel_windows
     speech = lab if lab is not None else wav
     seq = sequence(speech, script, cameras, head=head, rig=rig, resample_aus=True, n_frames=T)
     aus_true = torch.as_tensor(seq.aus, dtype=torch.float32)
@@ -225,7 +253,48 @@ def make_clip(
         landmarks2d=torch.as_tensor(seq.landmarks2d, dtype=torch.float32),
         vertices=torch.as_tensor(seq.vertices, dtype=torch.float32),
         pixel_frames=pix,
+        phone_windows=torch.as_tensor(phones, dtype=torch.float32),
     )
+
+
+def corpus_clip(utt, script, au_noise: float, seed: int, augment: bool, rig=None) -> Clip:
+    """A corpus utterance (optionally augmented) with an AU script: the student's inputs and
+    the teacher's vertices (no frames; the speech landmark loss projects the vertices)."""
+    from .audio import FEATURE_SR
+    from .audio import features as mel_features
+    from .corpus import augment_speech
+
+    wave, phones = utt.audio, utt.phones
+    if augment:
+        wave, phones, _ = augment_speech(wave, phones, np.random.default_rng(seed))
+    feats = mel_features(wave, FEATURE_SR)
+    T = feats.n_frames
+    verts, aus_true = vertex_sequence(phones, script, rig=rig, resample_aus=True, n_frames=T)
+    return Clip(
+        name=f"corpus/{utt.id}",
+        wav=Path(utt.id),
+        mel_windows=torch.as_tensor(feats.mel_windows, dtype=torch.float32),
+        energy=torch.as_tensor(feats.energy, dtype=torch.float32),
+        aus_true=aus_true,
+        aus_input=detector_noise(aus_true, au_noise, seed),
+        frames=torch.zeros(0),
+        landmarks2d=torch.zeros(0),
+        vertices=verts.float(),
+        phone_windows=torch.as_tensor(phonetic_features(wave, FEATURE_SR, n_frames=T).mel_windows, dtype=torch.float32),
+    )
+
+
+def corpus_selection(n: int) -> list:
+    """``n`` corpus utterances spread evenly over the voices (round robin, manifest order)."""
+    from .corpus import corpus_voices, load_corpus
+
+    voices = corpus_voices()
+    per = -(-n // len(voices))
+    by_voice = [load_corpus(v, n=per) for v in voices]
+    out = []
+    for k in range(per):
+        out += [u[k] for u in by_voice if k < len(u)]
+    return out[:n]
 
 
 def build_dataset(cfg: TrainConfig, progress: bool = True) -> Dataset:
@@ -236,20 +305,33 @@ def build_dataset(cfg: TrainConfig, progress: bool = True) -> Dataset:
     cams = make_cameras(cfg)
     head, rig = load_head(), TeacherRig.default()
     jobs = []
-    for wav, lab in TRAIN_UTTERANCES:
-        dur = len(load_audio(data_path(wav))) / 16000
-        for k in range(cfg.n_scripts):
+    corpus = corpus_selection(cfg.corpus_utterances + cfg.n_scripts) if cfg.corpus_utterances > 0 else []
+    if corpus:
+        # photometric clips: the last n_scripts selected utterances (un-augmented), rendered
+        for k, utt in enumerate(corpus[cfg.corpus_utterances :]):
             s = cfg.seed * 1000 + k
-            jobs.append(("train", wav, lab, au_script(dur, s), s, f"{Path(wav).stem}/script{k}"))
-    for wav, lab in TEST_UTTERANCES:
+            jobs.append(("train", utt, None, au_script(utt.duration, s), s, f"corpus/{utt.id}/script{k}"))
+        tests = (("arctic_a0007.wav", "arctic_a0007_phone.lab"), ("arctic_a0009.wav", "arctic_a0009_phone.lab"))
+    else:
+        for wav, lab in TRAIN_UTTERANCES:
+            dur = len(load_audio(data_path(wav))) / 16000
+            for k in range(cfg.n_scripts):
+                s = cfg.seed * 1000 + k
+                jobs.append(("train", wav, lab, au_script(dur, s), s, f"{Path(wav).stem}/script{k}"))
+        tests = TEST_UTTERANCES
+    for wav, lab in tests:
         dur = len(load_audio(data_path(wav))) / 16000
         s = cfg.seed * 1000 + 999
         jobs.append(("test", wav, lab, edit_script(dur, seed=s), s, f"{Path(wav).stem}/neutral-surprise"))
     train, test = [], []
     for split, wav, lab, script, s, name in tqdm(jobs, desc="teacher clips", disable=not progress):
+        if not isinstance(wav, str):  # a corpus utterance: write its audio for make_clip
+            wav, lab = _corpus_files(wav)
+        else:
+            wav, lab = data_path(wav), data_path(lab)
         clip = make_clip(
-            data_path(wav),
-            data_path(lab),
+            wav,
+            lab,
             script,
             cams,
             cfg.au_noise,
@@ -261,12 +343,36 @@ def build_dataset(cfg: TrainConfig, progress: bool = True) -> Dataset:
         )
         (train if split == "train" else test).append(clip)
     ds = Dataset(train, test, cams, cfg.holdout_every)
+    for k, utt in enumerate(tqdm(corpus[: cfg.corpus_utterances], desc="corpus speech", disable=not progress)):
+        s = cfg.seed * 1000 + 500 + k
+        # neutral expression: this loss teaches speech → mouth; the photometric clips teach the AUs
+        # (with emotion scripts here too, the AU-driven jaw and lips swamp the speech signal and
+        # the speech loss stalls — measured: lip sync 0.4 on its own training clips)
+        ds.speech.append(corpus_clip(utt, None, cfg.au_noise, s, cfg.augment, rig))
     for c in train:
         idx = torch.arange(c.n_frames)
         held = (idx % cfg.holdout_every) == (cfg.holdout_every // 2)
         ds.train_frames.append(idx[~held])
         ds.heldout_frames.append(idx[held])
     return ds
+
+
+def _corpus_files(utt) -> tuple[Path, Path]:
+    """A corpus utterance as a WAV + HTK label in the cache (for :func:`make_clip`)."""
+    import soundfile as sf
+
+    from .audio import FEATURE_SR
+
+    d = cache_dir() / "corpus_wav"
+    d.mkdir(parents=True, exist_ok=True)
+    wav, lab = d / f"{utt.id}.wav", d / f"{utt.id}.lab"
+    if not wav.exists():
+        with atomic_write(wav, "wb") as f:
+            sf.write(f, utt.audio, FEATURE_SR, format="WAV", subtype="PCM_16")
+    if not lab.exists():
+        with atomic_write(lab, "w") as f:
+            f.writelines(f"{round(p.start * 1e7)} {round(p.end * 1e7)} {p.phone}\n" for p in utt.phones)
+    return wav, lab
 
 
 # --------------------------------------------------------------------- checkpoints
@@ -390,6 +496,7 @@ def train(
         _draw(rng, data, train_cfg)
     viewmats, Ks, S = data.viewmats, data.Ks, train_cfg.image_size
     bg = torch.ones(3)
+    support = model.vertex_support(speech_vertices()) if data.speech else None
     model.train()
     bar = tqdm(
         range(start, train_cfg.steps),
@@ -400,9 +507,9 @@ def train(
     )
     for step in bar:
         t0 = time.perf_counter()
-        ci, frames, views = _draw(rng, data, train_cfg)
+        ci, frames, views, speech = _draw(rng, data, train_cfg)
         clip = data.train[ci]
-        state = model(clip.mel_windows, clip.energy, clip.aus_input, frames)
+        state = model(clip.audio_for(model), clip.energy, clip.aus_input, frames)
         img = model.render(state, viewmats[views], Ks[views], S, S, background=bg)  # [B, V, H, W, 3]
         target = clip.frames[frames][:, views]
         photo = l1_dssim_loss(img.flatten(0, 1), target.flatten(0, 1), train_cfg.lambda_dssim, layout="hwc")
@@ -412,6 +519,10 @@ def train(
             pred = _project(state.vertices, viewmats[views], Ks[views])
             lmk_loss = (pred - clip.landmarks2d[frames][:, views]).norm(dim=-1).mean() / S
             loss = loss + train_cfg.lambda_lmk * lmk_loss
+        speech_loss = torch.zeros(())
+        if speech is not None:
+            speech_loss = _speech_loss(model, data.speech[speech[0]], speech[1], viewmats, Ks, support) / S
+            loss = loss + train_cfg.lambda_speech * speech_loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -420,6 +531,7 @@ def train(
             "loss": loss.item(),
             "photo": photo.item(),
             "lmk": lmk_loss.item(),
+            "speech": speech_loss.item(),
             "seconds": time.perf_counter() - t0,
         }
         history.append(rec)
@@ -430,12 +542,45 @@ def train(
     return model, history
 
 
-def _draw(rng: random.Random, data: Dataset, cfg: TrainConfig) -> tuple[int, Tensor, Tensor]:
+_SPEECH_VERTICES: list[Tensor] = []
+
+
+def speech_vertices(threshold: float = 0.005) -> Tensor:
+    """Indices of the mesh vertices the teacher's visemes move by more than ``threshold``
+    (world units; 0.5 mm): lips, jaw, chin and cheeks — what the speech landmark loss reads."""
+    if not _SPEECH_VERTICES:
+        from .audio import VISEMES
+
+        rig = TeacherRig.default()
+        eye = torch.eye(len(VISEMES))
+        d = torch.stack([rig.vertex_displacement(torch.zeros(1, 17), eye[k : k + 1])[0] for k in range(len(VISEMES))])
+        _SPEECH_VERTICES.append((d.norm(dim=-1).amax(0) > threshold).nonzero()[:, 0])
+    return _SPEECH_VERTICES[0]
+
+
+def _speech_loss(model: EmoZoneLite, clip: Clip, frames: Tensor, viewmats: Tensor, Ks: Tensor, support) -> Tensor:
+    """Mean 2-D distance (pixels, every camera) between the student's and the teacher's speech
+    vertices on corpus frames, the mouth's counted four times; computed from the Gaussians
+    that support those vertices only (:meth:`EmoZoneLite.deform_vertices`)."""
+    idx = speech_vertices()
+    a, u = model.encode(clip.audio_for(model), clip.energy, clip.aus_input)
+    v = model.deform_vertices(a[frames], u[frames], idx, support)
+    err = (_project(v, viewmats, Ks) - _project(clip.vertices[frames][:, idx], viewmats, Ks)).norm(dim=-1)
+    mouth = torch.isin(idx, torch.as_tensor(MOUTH_IDX))
+    return err.mean() + 3.0 * err[..., mouth].mean()
+
+
+def _draw(rng: random.Random, data: Dataset, cfg: TrainConfig) -> tuple[int, Tensor, Tensor, tuple | None]:
     ci = rng.randrange(len(data.train))
     pool = data.train_frames[ci].tolist()
     frames = torch.tensor(sorted(rng.sample(pool, min(cfg.batch_frames, len(pool)))))
     views = torch.tensor(sorted(rng.sample(range(len(data.cameras)), min(cfg.views_per_step, len(data.cameras)))))
-    return ci, frames, views
+    speech = None
+    if data.speech and cfg.speech_batch > 0:
+        si = rng.randrange(len(data.speech))
+        n = data.speech[si].n_frames
+        speech = (si, torch.tensor(sorted(rng.sample(range(n), min(cfg.speech_batch, n)))))
+    return ci, frames, views, speech
 
 
 # ---------------------------------------------------------------------- evaluation
@@ -451,7 +596,7 @@ def predict(
     """Student renders ``[T, C, H, W, 3]``, vertices ``[T, 468, 3]`` and landmarks ``[T, C, 468, 2]``."""
     S = image_size or data.cameras[0].width
     frames = torch.arange(clip.n_frames) if frames is None else frames
-    a, u = model.encode(clip.mel_windows, clip.energy, clip.aus_input)
+    a, u = model.encode(clip.audio_for(model), clip.energy, clip.aus_input)
     imgs, verts = [], []
     for i in range(0, len(frames), chunk):
         f = frames[i : i + chunk]
@@ -524,7 +669,7 @@ def pixel_evaluation(model: EmoZoneLite, clip: Clip) -> dict[str, float]:
     key = (clip.name, hash(clip.pixel_frames[::7, ::16, ::16].numpy().tobytes()))
     if key not in _DETECTIONS:
         _DETECTIONS[key] = detect_frames(clip.pixel_frames.numpy(), neutral=ref)
-    student = render_clip(model, clip.mel_windows, clip.energy, clip.aus_input, pixel_camera(), progress=False)
+    student = render_clip(model, clip.audio_for(model), clip.energy, clip.aus_input, pixel_camera(), progress=False)
     return pixel_metrics(detect_frames(student, neutral=ref), _DETECTIONS[key])
 
 
@@ -779,7 +924,9 @@ def default_train_config(fast: bool | None = None) -> TrainConfig:
 
 # ------------------------------------------------------------------------- caching
 #: Bump when the teacher, the data or the features change, to invalidate cached datasets.
-DATA_VERSION = 2  # 2: the neutral head with a mouth inside, FACS-sized fields, pixel frames
+DATA_VERSION = (
+    3  # 2: the neutral head with a mouth inside, FACS-sized fields, pixel frames; 3: speech corpus, phone windows
+)
 #: Bump when the network's parameters change, to invalidate cached runs.
 MODEL_VERSION = 3
 
@@ -790,7 +937,7 @@ def _key(*parts: dict) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]
 
 
-_DATA_FIELDS = ("image_size", "yaws", "au_noise", "n_scripts", "holdout_every", "seed")
+_DATA_FIELDS = ("image_size", "yaws", "au_noise", "n_scripts", "holdout_every", "seed", "corpus_utterances", "augment")
 
 
 def _head_fingerprint() -> str:
@@ -808,7 +955,7 @@ def cached_dataset(cfg: TrainConfig, progress: bool = True, directory: str | os.
     if path.exists():
         try:
             blob = torch.load(path, map_location="cpu", weights_only=True)
-            clips = {s: [Clip(**{**c, "wav": Path(c["wav"])}) for c in blob[s]] for s in ("train", "test")}
+            clips = {s: [Clip(**{**c, "wav": Path(c["wav"])}) for c in blob[s]] for s in ("train", "test", "speech")}
             ds = Dataset(
                 clips["train"],
                 clips["test"],
@@ -816,6 +963,7 @@ def cached_dataset(cfg: TrainConfig, progress: bool = True, directory: str | os.
                 cfg.holdout_every,
                 list(blob["train_frames"]),
                 list(blob["heldout_frames"]),
+                clips["speech"],
             )
             return ds
         except Exception:  # a stale or damaged cache is rebuilt, never trusted
@@ -823,7 +971,7 @@ def cached_dataset(cfg: TrainConfig, progress: bool = True, directory: str | os.
     ds = build_dataset(cfg, progress=progress)
     blob = {
         s: [{**{f.name: getattr(c, f.name) for f in fields(Clip)}, "wav": str(c.wav)} for c in getattr(ds, s)]
-        for s in ("train", "test")
+        for s in ("train", "test", "speech")
     }
     blob["train_frames"], blob["heldout_frames"] = ds.train_frames, ds.heldout_frames
     with atomic_write(path, "wb") as f:

@@ -156,3 +156,30 @@ def test_vertex_readout_inverts_carry(head):
     m = EmoZoneLite(ModelConfig(n_gaussians=6000), head)
     dm = torch.randn(2, 6000, 3)
     torch.testing.assert_close(m.vertex_displacement(dm), torch.einsum("vn,bnk->bvk", A, dm), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("fusion", ["szpab", "implicit"])
+def test_deform_vertices_is_the_full_deformation_on_fewer_gaussians(head, fusion):
+    """The speech loss's fast path (`deform_vertices`) against the readable one (`deform`):
+    same vertices, same gradients, from a fraction of the Gaussians."""
+    torch.manual_seed(0)
+    m = EmoZoneLite(ModelConfig(fusion=fusion, n_gaussians=2000), head)
+    for p in m.deformation.parameters():  # leave the identity start so the check means something
+        torch.nn.init.normal_(p, std=0.05)
+    mel, en, aus = _inputs()
+    idx = torch.tensor([0, 13, 14, 17, 61, 78, 152, 291, 308])
+    sup = m.vertex_support(idx)
+    assert 0 < len(sup) < 0.2 * m.n_gaussians
+    a, u = m.encode(mel, en, aus)
+    full = m.deform(a[:4], u[:4]).vertices[:, idx]
+    fast = m.deform_vertices(a[:4], u[:4], idx, sup)
+    assert float((full - m.rest_vertices[idx]).abs().max()) > 1e-4
+    torch.testing.assert_close(fast, full, rtol=1e-5, atol=1e-6)
+    params = [p for p in m.parameters() if p.requires_grad]
+    g_full = torch.autograd.grad(full.square().sum(), params, retain_graph=True, allow_unused=True)
+    g_fast = torch.autograd.grad(fast.square().sum(), params, allow_unused=True)
+    assert sum(g is not None for g in g_fast) > 4
+    for x, y in zip(g_full, g_fast):
+        assert (x is None) == (y is None)
+        if x is not None:
+            torch.testing.assert_close(y, x, rtol=1e-4, atol=1e-7)

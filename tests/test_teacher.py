@@ -452,3 +452,20 @@ def test_sequence_bad_inputs(rig, small_head):
         warnings.simplefilter("error")
         with pytest.raises(UserWarning, match="zz"):
             tc.sequence([Phone(0.0, 0.4, "zz")], None, cam, small_head, rig=rig, unknown="sil")
+
+
+def test_vertex_sequence_is_sequence_without_rendering():
+    """The landmark-loss path (`vertex_sequence`) gives exactly `sequence`'s mesh and AUs."""
+    from emozone_lite.aus import from_keyframes
+    from emozone_lite.camera import Camera
+    from emozone_lite.teacher import sequence, vertex_sequence
+    from emozone_lite.utils import data_path
+
+    lab = data_path("arctic_a0009_phone.lab")
+    track = from_keyframes([(0.0, "neutral"), (1.5, "surprise"), (3.1, "happy")], 3.1)
+    seq = sequence(lab, track, Camera.orbit(0, width=32, height=32), render=False, resample_aus=True, n_frames=40)
+    v, a = vertex_sequence(lab, track, resample_aus=True, n_frames=40)
+    torch.testing.assert_close(v, torch.as_tensor(seq.vertices), rtol=0, atol=1e-6)
+    torch.testing.assert_close(a, torch.as_tensor(seq.aus), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="resample_aus"):
+        vertex_sequence(lab, track, n_frames=40)

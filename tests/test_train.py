@@ -175,3 +175,94 @@ def test_cli_render_own_files(cfg, data, tmp_path):
         main(["render", "--audio", str(data_path("arctic_a0009.wav")), "--checkpoint", str(bad), "--out", str(out)])
         == 2
     )
+
+
+# --------------------------------------------------------------------------- the speech corpus in training
+@pytest.fixture(scope="module")
+def corpus_cfg():
+    return T.TrainConfig(steps=4, image_size=32, n_scripts=1, yaws=(0.0, 20.0), batch_frames=2, views_per_step=1,
+                         ckpt_every=2, corpus_utterances=3, speech_batch=4)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def corpus_data(corpus_cfg, tmp_path_factory):
+    return T.cached_dataset(corpus_cfg, progress=False, directory=tmp_path_factory.mktemp("cache_corpus"))
+
+
+def test_corpus_dataset_holds_both_real_recordings_out(corpus_data):
+    """With the corpus on, nothing of the real ARCTIC recordings is trained on."""
+    assert [c.name.split("/")[0] for c in corpus_data.test] == ["arctic_a0007", "arctic_a0009"]
+    assert all(c.name.startswith("corpus/") for c in corpus_data.train + corpus_data.speech)
+    assert len(corpus_data.speech) == 3
+    voices = {c.name.split("/")[1].rsplit("_", 1)[0] for c in corpus_data.speech}
+    assert len(voices) == 3, "the selection spreads over the voices"
+    for c in corpus_data.speech:
+        T_ = c.n_frames
+        assert c.frames.numel() == 0 and c.vertices.shape == (T_, 468, 3)
+        assert c.phone_windows.shape[:2] == (T_, 16) and c.mel_windows.shape == (T_, 16, 80)
+    # the teacher's mouth moves with the corpus speech
+    from emozone_lite.teacher import mouth_opening
+
+    opening = mouth_opening(corpus_data.speech[0].vertices)
+    assert float(opening.max() - opening.min()) > 0.05
+
+
+def test_speech_vertices_are_the_lower_face():
+    idx = T.speech_vertices()
+    from emozone_lite.metrics import MOUTH_IDX
+
+    assert set(MOUTH_IDX) <= set(idx.tolist())
+    assert 100 < len(idx) < 250  # lips, jaw, chin, cheeks: not the brows or eyes
+    from emozone_lite.landmarks import LANDMARK_GROUPS
+
+    assert not set(LANDMARK_GROUPS["brows"]) & set(idx.tolist())
+
+
+@pytest.mark.parametrize("frontend", ["mel", "phones"])
+def test_training_with_the_corpus_is_deterministic_and_resumes(corpus_cfg, corpus_data, tmp_path, frontend):
+    mc = ModelConfig(n_gaussians=800, d_model=16, hidden=32, audio_frontend=frontend)
+    m1, h1 = T.train(mc, corpus_cfg, corpus_data, out_dir=tmp_path / "a", resume=False, progress=False)
+    assert all(r["speech"] > 0 and math.isfinite(r["speech"]) for r in h1)
+    short = T.TrainConfig.from_dict({**corpus_cfg.to_dict(), "steps": 2})
+    T.train(mc, short, corpus_data, out_dir=tmp_path / "b", resume=False, progress=False)
+    ck = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)
+    ck["train_config"] = corpus_cfg.to_dict()
+    torch.save(ck, tmp_path / "b" / "checkpoint.pt")
+    m2, h2 = T.train(mc, corpus_cfg, corpus_data, out_dir=tmp_path / "b", resume=True, progress=False)
+    np.testing.assert_allclose([r["speech"] for r in h2], [r["speech"] for r in h1], rtol=1e-5)
+    for k, v in _params(m1).items():
+        torch.testing.assert_close(v, _params(m2)[k], rtol=1e-5, atol=1e-6)
+    res = T.evaluate(m1, corpus_data)
+    assert {
+        "heldout_utterance:arctic_a0007/neutral-surprise",
+        "heldout_utterance:arctic_a0009/neutral-surprise",
+    } <= set(res)
+
+
+def test_the_speech_loss_teaches_the_mouth(corpus_cfg, corpus_data):
+    """A few speech-only steps lower the speech landmark loss on the corpus clips."""
+    import random
+
+    from emozone_lite.head import load_head
+    from emozone_lite.model import EmoZoneLite
+
+    torch.manual_seed(0)
+    m = EmoZoneLite(ModelConfig(n_gaussians=800, d_model=16, hidden=32), load_head())
+    opt = torch.optim.Adam(m.parameters(), lr=5e-3)
+    sup = m.vertex_support(T.speech_vertices())
+    rng = random.Random(0)
+    vm, Ks = corpus_data.viewmats, corpus_data.Ks
+
+    def total():
+        with torch.no_grad():
+            return sum(float(T._speech_loss(m, c, torch.arange(c.n_frames), vm, Ks, sup)) for c in corpus_data.speech)
+
+    before = total()
+    for _ in range(40):
+        c = corpus_data.speech[rng.randrange(3)]
+        fr = torch.tensor(sorted(rng.sample(range(c.n_frames), 8)))
+        loss = T._speech_loss(m, c, fr, vm, Ks, sup)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert total() < 0.8 * before

@@ -31,7 +31,7 @@ from .speech import _as_phones, _check_frames, viseme_weights, viseme_weights_fr
 if TYPE_CHECKING:  # pragma: no cover
     from ..gaussians import GaussianCloud
 
-__all__ = ["TeacherSequence", "sequence"]
+__all__ = ["TeacherSequence", "sequence", "vertex_sequence"]
 
 
 @dataclass(eq=False)
@@ -131,6 +131,28 @@ def _au_values(au_track, n_frames: int, fps: float, resample: bool) -> Tensor:
             )
         track = track.resample(n_frames=n_frames)
     return torch.from_numpy(track.values).float()
+
+
+def vertex_sequence(
+    phones_or_audio,
+    au_track=None,
+    *,
+    rig: TeacherRig | None = None,
+    n_frames: int | None = None,
+    fps: float = 25.0,
+    resample_aus: bool = False,
+    sr: int | None = None,
+    unknown: str = "raise",
+) -> tuple[Tensor, Tensor]:
+    """The teacher's mesh only: ``(vertices [T, 468, 3], aus [T, 17])`` for speech and an AU
+    track, exactly as :func:`sequence` computes them, without posing or rendering the Gaussians
+    (about 100× faster; what a landmark loss needs). Arguments as :func:`sequence`."""
+    rig = TeacherRig.default() if rig is None else rig
+    if n_frames is not None:
+        n_frames, fps = _check_frames(n_frames, fps)
+    W, _, _ = _speech(phones_or_audio, n_frames, fps, sr, unknown)
+    aus = _au_values(au_track, W.shape[0], fps, resample_aus)
+    return rig.vertices + rig.vertex_displacement(aus, torch.from_numpy(W)), aus
 
 
 def sequence(

@@ -186,16 +186,14 @@ def espeak_phones(
     return np.concatenate(chunks), sr, events
 
 
-def synthetic_phones(text: str) -> tuple[np.ndarray, list[tuple[float, float, str]]]:
-    """eSpeak speech at 16 kHz, padded with silence, and its ARCTIC phones [(start, end, phone)] s."""
-    wav, sr, events = espeak_phones(text)
-    y = librosa.resample(wav.astype(np.float32) / 32768.0, orig_sr=sr, target_sr=SR)
-    total = len(wav) / sr
-    # espeak phone -> (start, end) in seconds of the unpadded synthetic speech
+def events_to_phones(events: list[tuple[str, int]], n_samples: int, sr: int) -> list[list]:
+    """eSpeak phoneme events [(phoneme, start sample)] → ``[[start, end, ARCTIC phone]]`` in
+    seconds: markers merge into the previous phone, a zero-length phoneme shares the next one's
+    interval, a phoneme that maps to several phones splits its interval, pauses merge."""
     raw: list[tuple[float, float, str]] = []
     for k, (ph, s0) in enumerate(events):
-        s1 = events[k + 1][1] if k + 1 < len(events) else len(wav)
-        raw.append((s0 / sr, min(s1, len(wav)) / sr, ph))
+        s1 = events[k + 1][1] if k + 1 < len(events) else n_samples
+        raw.append((s0 / sr, min(s1, n_samples) / sr, ph))
     phones: list[list] = []
     pending_zero: list[str] = []
     for t0, t1, ph in raw:
@@ -216,6 +214,15 @@ def synthetic_phones(text: str) -> tuple[np.ndarray, list[tuple[float, float, st
                 phones[-1][1] = e1
             else:
                 phones.append([e0, e1, a])
+    return phones
+
+
+def synthetic_phones(text: str) -> tuple[np.ndarray, list[tuple[float, float, str]]]:
+    """eSpeak speech at 16 kHz, padded with silence, and its ARCTIC phones [(start, end, phone)] s."""
+    wav, sr, events = espeak_phones(text)
+    y = librosa.resample(wav.astype(np.float32) / 32768.0, orig_sr=sr, target_sr=SR)
+    total = len(wav) / sr
+    phones = events_to_phones(events, len(wav), sr)
     # trailing pause -> part of the final sil; pad both ends with silence
     while phones and phones[-1][2] == "pau":
         phones.pop()

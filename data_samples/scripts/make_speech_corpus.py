@@ -53,7 +53,7 @@ import soundfile as sf
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from align_arctic_phones import ESPEAK_SKIP, ESPEAK_TO_ARCTIC, espeak_phones  # noqa: E402
+from align_arctic_phones import espeak_phones, events_to_phones  # noqa: E402
 
 SR = 16000
 GAP_S = 0.35  # silence between two utterances in a voice's file
@@ -195,25 +195,7 @@ def espeak_one(voice: str, text: str, tempo: float, pitch: int) -> tuple[np.ndar
     wav, sr, events = espeak_phones(text, voice, rate=int(round(165 * tempo)), pitch=pitch)
     y = librosa.resample(wav.astype(np.float32) / 32768.0, orig_sr=sr, target_sr=SR)
     total = len(wav) / sr
-    phones: list[list] = []
-    for k, (ph, s0) in enumerate(events):
-        s1 = events[k + 1][1] if k + 1 < len(events) else len(wav)
-        t0, t1 = s0 / sr, min(s1, len(wav)) / sr
-        if ph in ESPEAK_SKIP:
-            if phones:
-                phones[-1][1] = t1
-            continue
-        if ph not in ESPEAK_TO_ARCTIC:
-            raise KeyError(f"no ARCTIC mapping for eSpeak phoneme {ph!r}; add it to ESPEAK_TO_ARCTIC")
-        arc = ESPEAK_TO_ARCTIC[ph]
-        if t1 <= t0:
-            continue
-        edges = np.linspace(t0, t1, len(arc) + 1)
-        for a, e0, e1 in zip(arc, edges[:-1], edges[1:]):
-            if a == "pau" and phones and phones[-1][2] == "pau":
-                phones[-1][1] = e1
-            else:
-                phones.append([e0, e1, a])
+    phones = events_to_phones(events, len(wav), sr)
     if phones and phones[0][0] > 0:
         phones.insert(0, [0.0, phones[0][0], "pau"])
     if phones:

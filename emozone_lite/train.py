@@ -258,8 +258,9 @@ def make_clip(
 
 
 def corpus_clip(utt, script, au_noise: float, seed: int, augment: bool, rig=None) -> Clip:
-    """A corpus utterance (optionally augmented) with an AU script: the student's inputs and
-    the teacher's vertices (no frames; the speech landmark loss projects the vertices)."""
+    """A corpus utterance (optionally augmented) with an AU script (``None``: a neutral face):
+    the student's inputs (log-mel and phone windows, noisy AUs) and the teacher's vertices (no
+    frames; the speech landmark loss projects the vertices)."""
     from .audio import FEATURE_SR
     from .audio import features as mel_features
     from .corpus import augment_speech

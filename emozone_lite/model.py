@@ -314,7 +314,9 @@ class EmoZoneLite(nn.Module):
         au_tokens = self.au_encoder(aus[None] / 5.0)[0]  # intensities scaled to [0, 1]
         return audio_tokens, au_tokens
 
-    def fuse(self, audio_tokens: Tensor, au_tokens: Tensor) -> tuple[Tensor, Tensor | None]:
+    def fuse(
+        self, audio_tokens: Tensor, au_tokens: Tensor, gaussians: Tensor | None = None
+    ) -> tuple[Tensor, Tensor | None]:
         """Per-Gaussian features from the fusion module, with the arguments it takes.
 
         SZ-PAB (``fusion="szpab"`` / ``"attention"``) also reads the zone memberships
@@ -323,13 +325,16 @@ class EmoZoneLite(nn.Module):
         Args:
             audio_tokens: ``[B, n_a, d]``.
             au_tokens: ``[B, 17, d]``.
+            gaussians: indices of the Gaussians to fuse for (default: all ``N``).
 
         Returns:
             ``(fused [B, N, d], weights [B, N, M])`` (``weights`` None for implicit fusion).
         """
+        mu = self.means if gaussians is None else self.means[gaussians]
         if isinstance(self.fusion, ImplicitFusion):
-            return self.fusion(self.means, audio_tokens, au_tokens)
-        return self.fusion(self.means, self.zone_weights, audio_tokens, au_tokens)
+            return self.fusion(mu, audio_tokens, au_tokens)
+        zw = self.zone_weights if gaussians is None else self.zone_weights[gaussians]
+        return self.fusion(mu, zw, audio_tokens, au_tokens)
 
     def deform(self, audio_tokens: Tensor, au_tokens: Tensor) -> HeadState:
         """Deformed Gaussians for ``B`` frames from their tokens ``[B, n_a, d]``, ``[B, 17, d]``."""
@@ -356,25 +361,22 @@ class EmoZoneLite(nn.Module):
         lower face needs ~1/5 of the Gaussians)."""
         idx = torch.as_tensor(vertex_idx, device=self.means.device).long()
         g = self.vertex_support(idx) if support is None else support
-        mu = self.means[g]
-        if isinstance(self.fusion, ImplicitFusion):
-            fused, _ = self.fusion(mu, audio_tokens, au_tokens)
-        else:
-            fused, _ = self.fusion(mu, self.zone_weights[g], audio_tokens, au_tokens)
-        dmeans = self.deformation(fused, mu).dmeans  # [B, G, 3]
-        B = dmeans.shape[0]
-        rv, rw = self.readout_verts.view(-1, 3)[g], self.readout_weights.view(-1, 3)[g]  # [G, 3]
-        contrib = dmeans.repeat_interleave(3, dim=1) * rw.reshape(-1)[None, :, None]
-        out = dmeans.new_zeros(B, self.rest_vertices.shape[0], 3).index_add(1, rv.reshape(-1), contrib)
-        return self.rest_vertices[idx] + out[:, idx]
+        fused, _ = self.fuse(audio_tokens, au_tokens, g)
+        dmeans = self.deformation(fused, self.means[g]).dmeans  # [B, G, 3]
+        return self.rest_vertices[idx] + self.vertex_displacement(dmeans, g)[:, idx]
 
-    def vertex_displacement(self, dmeans: Tensor) -> Tensor:
+    def vertex_displacement(self, dmeans: Tensor, gaussians: Tensor | None = None) -> Tensor:
         """Per-vertex displacement ``[B, 468, 3]`` read out from Gaussian offsets ``[B, N, 3]``
-        (same as ``vertex_readout_matrix(...) @ dmeans``, as a scatter)."""
+        (same as ``vertex_readout_matrix(...) @ dmeans``, as a scatter); with ``gaussians``, the
+        offsets ``[B, G, 3]`` are those of that subset (exact on the vertices it supports)."""
         B = dmeans.shape[0]
-        contrib = dmeans.repeat_interleave(3, dim=1) * self.readout_weights[None, :, None]  # [B, 3N, 3]
+        verts, weights = self.readout_verts, self.readout_weights
+        if gaussians is not None:
+            verts = verts.view(-1, 3)[gaussians].reshape(-1)
+            weights = weights.view(-1, 3)[gaussians].reshape(-1)
+        contrib = dmeans.repeat_interleave(3, dim=1) * weights[None, :, None]  # [B, 3N, 3]
         out = dmeans.new_zeros(B, self.rest_vertices.shape[0], 3)
-        return out.index_add(1, self.readout_verts, contrib)
+        return out.index_add(1, verts, contrib)
 
     def forward(self, mel_windows: Tensor, energy: Tensor, aus: Tensor, frames: Tensor | None = None) -> HeadState:
         """Deformed Gaussians for ``frames`` (default: every frame) of a clip."""

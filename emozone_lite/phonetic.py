@@ -125,15 +125,15 @@ def recognise_phones(audio, sr: int = FEATURE_SR) -> list[Phone]:
             out.append(Phone(a, b, ph))
     if not out:
         return [Phone(0.0, dur, "sil")]
-    # contiguous from 0 to the duration
-    fixed = [Phone(0.0, out[0].end, out[0].phone)] if out[0].start > 0 and out[0].phone == "sil" else []
-    if not fixed and out[0].start > 0:
-        fixed.append(Phone(0.0, out[0].start, "sil"))
-    for p in out[1 if fixed and fixed[0].end == out[0].end else 0 :]:
+    # contiguous from 0 to the duration: a gap before the first phone is silence, each phone
+    # starts where the one before it ended
+    if out[0].start > 0 and out[0].phone != "sil":
+        out.insert(0, Phone(0.0, out[0].start, "sil"))
+    fixed: list[Phone] = []
+    for p in out:
         prev = fixed[-1].end if fixed else 0.0
         fixed.append(Phone(prev, max(prev, p.end), p.phone))
-    last = fixed[-1]
-    fixed[-1] = Phone(last.start, dur, last.phone)
+    fixed[-1] = Phone(fixed[-1].start, dur, fixed[-1].phone)
     return [p for p in fixed if p.end > p.start]
 
 

@@ -23,7 +23,8 @@ import torch
 from torch import Tensor
 
 from . import aus as aus_mod
-from .audio import features_from_file, load_audio
+from .audio import FEATURE_SR, load_audio
+from .audio import features as mel_features
 from .camera import Camera, stack_cameras
 from .checks import check_known_fields
 from .head import load_head
@@ -232,9 +233,10 @@ def make_clip(
     ``pixels=True`` also the front view at :data:`PIXEL_SIZE` for the pixel evaluation)."""
     from .viz import to_uint8
 
-    feats = features_from_file(wav)
+    wave = load_audio(wav)
+    feats = mel_features(wave, FEATURE_SR)
     T = feats.n_frames
-    phones = phonetic_features(load_audio(wav), n_frames=T).mel_windows
+    phones = phonetic_features(wave, n_frames=T).mel_windows
     speech = lab if lab is not None else wav
     seq = sequence(speech, script, cameras, head=head, rig=rig, resample_aus=True, n_frames=T)
     aus_true = torch.as_tensor(seq.aus, dtype=torch.float32)
@@ -261,8 +263,6 @@ def corpus_clip(utt, script, au_noise: float, seed: int, augment: bool, rig=None
     """A corpus utterance (optionally augmented) with an AU script (``None``: a neutral face):
     the student's inputs (log-mel and phone windows, noisy AUs) and the teacher's vertices (no
     frames; the speech landmark loss projects the vertices)."""
-    from .audio import FEATURE_SR
-    from .audio import features as mel_features
     from .corpus import augment_speech
 
     wave, phones = utt.audio, utt.phones
@@ -361,8 +361,6 @@ def build_dataset(cfg: TrainConfig, progress: bool = True) -> Dataset:
 def _corpus_files(utt) -> tuple[Path, Path]:
     """A corpus utterance as a WAV + HTK label in the cache (for :func:`make_clip`)."""
     import soundfile as sf
-
-    from .audio import FEATURE_SR
 
     d = cache_dir() / "corpus_wav"
     d.mkdir(parents=True, exist_ok=True)

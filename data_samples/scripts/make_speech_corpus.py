@@ -251,7 +251,7 @@ def main(argv: list[str] | None = None) -> None:
         "--compression", default=0.9, type=float, help="soundfile compression_level for Opus (0..1; 0.9 ≈ 28 kbit/s)"
     )
     a = p.parse_args(argv)
-    from emozone_lite.audio import PHONE_TO_VISEME, phone_to_viseme
+    from emozone_lite.audio import phone_to_viseme
 
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -311,9 +311,9 @@ def main(argv: list[str] | None = None) -> None:
         w = csv.writer(f)
         w.writerow(["id", "voice", "synthesiser", "sex", "start", "end", "tempo", "pitch", "text"])
         w.writerows(rows)
-    phone_set = {k for k, v in PHONE_TO_VISEME.items()} & {
-        *"aa ae ah ao aw ax ay b ch d dh eh er ey f g hh ih iy jh k l m n ng ow oy p r s sh t th uh uw v w y z zh".split()
-    }
+    phone_set = set(
+        "aa ae ah ao aw ax ay b ch d dh eh er ey f g hh ih iy jh k l m n ng ow oy p r s sh t th uh uw v w y z zh".split()
+    )
     missing = sorted(phone_set - set(counts))
     print(f"total {total_s / 60:.1f} min, {len(rows)} utterances, {len(set(texts))} distinct sentences, "
           f"{len(VOICES)} voices; rarest phones: "

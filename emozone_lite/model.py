@@ -57,10 +57,12 @@ class ModelConfig:
         au_prior: add the FACS anatomical per-AU prior ``P`` to the SZ-PAB logits.
         zone_falloff: temperature of the soft zone membership (world units).
         n_gaussians: Gaussians of the head used (an evenly spread subset; ``None`` = all).
-        audio_frontend: ``"mel"`` (16-step log-mel windows, :func:`emozone_lite.audio.features`)
-            or ``"phones"`` (16-step windows of phones recognised by PocketSphinx,
-            :func:`emozone_lite.phonetic.phonetic_features`; speaker-independent). The same
-            :class:`AudioEncoder` reads either (``n_mels`` is ignored for phones).
+        audio_frontend: ``"phones"`` (default: 16-step windows of phones recognised by PocketSphinx,
+            :func:`emozone_lite.phonetic.phonetic_features`; speaker-independent) or ``"mel"``
+            (16-step log-mel windows, :func:`emozone_lite.audio.features`). The same
+            :class:`AudioEncoder` reads either (``n_mels`` is ignored for phones). Phones are the
+            default because they follow real speech after training on synthetic speech
+            (``benchmarks/lip_sync.py``); log-mel does not.
     """
 
     fusion: Literal["szpab", "implicit", "attention"] = "szpab"
@@ -77,7 +79,7 @@ class ModelConfig:
     au_prior: bool = True
     zone_falloff: float = 0.06
     n_gaussians: int | None = 6000
-    audio_frontend: Literal["mel", "phones"] = "mel"
+    audio_frontend: Literal["mel", "phones"] = "phones"
 
     def __post_init__(self) -> None:
         if self.audio_frontend not in ("mel", "phones"):
@@ -114,7 +116,7 @@ class AudioEncoder(nn.Module):
     frames ``t-k … t+k`` (edge-clamped) plus a learned offset embedding.
 
     Shapes:
-        ``forward(mel_windows [T, 16, n_mels], energy [T]) -> [T, context, d]``
+        ``forward(mel_windows [T, 16, n_mels], energy [T], frames [F] = None) -> [T or F, context, d]``
     """
 
     def __init__(
@@ -137,25 +139,44 @@ class AudioEncoder(nn.Module):
             self.smooth.weight.fill_(0.2)
         self.offset_emb = nn.Parameter(0.02 * torch.randn(context, d_model))
 
-    def frame_features(self, mel_windows: Tensor, energy: Tensor) -> Tensor:
-        """``[T, 16, n_mels], [T] -> [T, d]`` smoothed per-frame features."""
+    def _check(self, mel_windows: Tensor, energy: Tensor) -> None:
         if mel_windows.ndim != 3 or mel_windows.shape[-1] != self.n_mels:
             raise ValueError(f"mel_windows must have shape [T, 16, {self.n_mels}], got {tuple(mel_windows.shape)}")
         check_shape(energy, "energy", ("T",), T=mel_windows.shape[0])
+
+    def window_features(self, mel_windows: Tensor, energy: Tensor) -> Tensor:
+        """``[F, 16, n_mels], [F] -> [F, d]``: one feature per frame from its own window (not smoothed)."""
         # per-window normalisation: loudness-invariant and local (frame t sees only its window)
         x = mel_windows
         if self.normalize:
             mu = mel_windows.mean(dim=(1, 2), keepdim=True)
             x = (mel_windows - mu) / (mel_windows.std(dim=(1, 2), keepdim=True) + 1e-3)
-        h = self.conv(x.transpose(1, 2)).mean(-1) + self.energy(energy[:, None])  # [T, d]
-        h = F.pad(h.T[None], (2, 2), mode="replicate")
+        return self.conv(x.transpose(1, 2)).mean(-1) + self.energy(energy[:, None])
+
+    def frame_features(self, mel_windows: Tensor, energy: Tensor) -> Tensor:
+        """``[T, 16, n_mels], [T] -> [T, d]`` smoothed per-frame features."""
+        self._check(mel_windows, energy)
+        h = F.pad(self.window_features(mel_windows, energy).T[None], (2, 2), mode="replicate")
         return self.smooth(h)[0].T  # [T, d]
 
-    def forward(self, mel_windows: Tensor, energy: Tensor) -> Tensor:
-        h = self.frame_features(mel_windows, energy)
-        T, k = h.shape[0], self.context // 2
-        idx = (torch.arange(T, device=h.device)[:, None] + torch.arange(-k, k + 1, device=h.device)).clamp(0, T - 1)
-        return h[idx] + self.offset_emb  # [T, context, d]
+    def forward(self, mel_windows: Tensor, energy: Tensor, frames: Tensor | None = None) -> Tensor:
+        """Tokens ``[T, context, d]``; with ``frames`` (``[F]`` indices) those frames' only,
+        ``[F, context, d]``, computed from the windows they read (frames ``t ± (context//2 + 2)``):
+        the same values at a fraction of the cost for a few frames of a long clip."""
+        self._check(mel_windows, energy)
+        T, k = mel_windows.shape[0], self.context // 2
+        dev = mel_windows.device
+        if frames is None:
+            h = self.frame_features(mel_windows, energy)
+            idx = (torch.arange(T, device=dev)[:, None] + torch.arange(-k, k + 1, device=dev)).clamp(0, T - 1)
+            return h[idx] + self.offset_emb  # [T, context, d]
+        frames = torch.as_tensor(frames, device=dev).long().reshape(-1)
+        ctx = (frames[:, None] + torch.arange(-k, k + 1, device=dev)).clamp(0, T - 1)  # [F, n_a]
+        # the smoothing conv over the edge-replicated features: taps at u-2 … u+2, clamped
+        src = (ctx[..., None] + torch.arange(-2, 3, device=dev)).clamp(0, T - 1)  # [F, n_a, 5]
+        need, pos = torch.unique(src, return_inverse=True)
+        g = self.window_features(mel_windows[need], energy[need])[pos]  # [F, n_a, 5, d]
+        return torch.einsum("fatd,dt->fad", g, self.smooth.weight[:, 0]) + self.offset_emb
 
 
 def evenly_spread_subset(n_total: int, n: int | None) -> Tensor:
@@ -292,16 +313,20 @@ class EmoZoneLite(nn.Module):
 
         return features(wave, sr, fps, n_frames=n_frames)
 
-    def encode(self, mel_windows: Tensor, energy: Tensor, aus: Tensor) -> tuple[Tensor, Tensor]:
-        """Tokens of a whole clip.
+    def encode(
+        self, mel_windows: Tensor, energy: Tensor, aus: Tensor, frames: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Tokens of a whole clip, or of some of its frames.
 
         Args:
             mel_windows: ``[T, 16, n_mels]`` (``audio.features(...).mel_windows``).
             energy: ``[T]`` per-frame energy in [0, 1].
             aus: ``[T, 17]`` AU intensities (0–5) at the same frame rate.
+            frames: ``[F]`` frame indices (default: every frame); the tokens of those frames,
+                the same values as ``encode(...)[frames]``, computed from the windows they read.
 
         Returns:
-            ``(audio_tokens [T, audio_context, d], au_tokens [T, 17, d])``.
+            ``(audio_tokens [T, audio_context, d], au_tokens [T, 17, d])`` (``F`` rows with ``frames``).
         """
         check_shape(aus, "aus", ("T", N_AUS))
         if aus.shape[0] != mel_windows.shape[0]:
@@ -310,8 +335,13 @@ class EmoZoneLite(nn.Module):
                 "resample the AUs to the audio frame count (AUTrack.resample(n_frames=...))"
             )
         check_finite(aus, "aus")
-        audio_tokens = self.audio_encoder(mel_windows, energy)
-        au_tokens = self.au_encoder(aus[None] / 5.0)[0]  # intensities scaled to [0, 1]
+        if frames is not None:
+            frames = torch.as_tensor(frames, device=aus.device).long().reshape(-1)
+            T = aus.shape[0]
+            if frames.numel() and (int(frames.min()) < 0 or int(frames.max()) >= T):
+                raise ValueError(f"frames must lie in [0, {T - 1}] (the clip's frames), got {frames.tolist()}")
+        audio_tokens = self.audio_encoder(mel_windows, energy, frames)
+        au_tokens = self.au_encoder(aus[None] / 5.0, frames)[0]  # intensities scaled to [0, 1]
         return audio_tokens, au_tokens
 
     def fuse(
@@ -380,10 +410,7 @@ class EmoZoneLite(nn.Module):
 
     def forward(self, mel_windows: Tensor, energy: Tensor, aus: Tensor, frames: Tensor | None = None) -> HeadState:
         """Deformed Gaussians for ``frames`` (default: every frame) of a clip."""
-        a, u = self.encode(mel_windows, energy, aus)
-        if frames is not None:
-            a, u = a[frames], u[frames]
-        return self.deform(a, u)
+        return self.deform(*self.encode(mel_windows, energy, aus, frames))
 
     def render(
         self,

@@ -475,13 +475,17 @@ class CITAE(_Pretext, nn.Module):
         t, _, _ = _track_and_frames(au_track, self.n_aus, None)
         return sliding_windows(t, self.window, self.anchor, "edge")
 
-    def forward(self, au_track) -> Tensor:
+    def forward(self, au_track, frames=None) -> Tensor:
         """Tokens ``[B, T, C, d]`` of ``au_track [B, T, C]`` (``[T, C] -> [T, C, d]``).
 
-        All ``B · T`` windows of all channels go through the encoder in one batch.
+        All ``B · T`` windows of all channels go through the encoder in one batch. With
+        ``frames`` (``[F]`` indices), only those frames' windows are encoded → ``[B, F, C, d]``
+        (the same values: each token reads its own window only).
         """
-        t, _, unbatched = _track_and_frames(au_track, self.n_aus, None)
+        t, frames, unbatched = _track_and_frames(au_track, self.n_aus, frames)
         w = sliding_windows(t, self.window, self.anchor, "edge")  # [B, T, C, W]
+        if frames is not None:
+            w = w[:, frames]
         B, T = w.shape[:2]
         tok = self.encode_windows(w.reshape(B * T, self.n_aus, self.window))
         tok = tok.reshape(B, T, self.n_aus, self.d_model)
@@ -559,9 +563,12 @@ class PerFrameAUEncoder(_Pretext, nn.Module):
         )
         self.recon = nn.Linear(d_model, window) if pretext else None
 
-    def forward(self, au_track) -> Tensor:
-        """Tokens ``[B, T, C, d]`` of ``au_track [B, T, C]`` (``[T, C] -> [T, C, d]``)."""
-        t, _, unbatched = _track_and_frames(au_track, self.n_aus, None)
+    def forward(self, au_track, frames=None) -> Tensor:
+        """Tokens ``[B, T, C, d]`` of ``au_track [B, T, C]`` (``[T, C] -> [T, C, d]``); with
+        ``frames`` (``[F]`` indices) those frames' only → ``[B, F, C, d]``."""
+        t, frames, unbatched = _track_and_frames(au_track, self.n_aus, frames)
+        if frames is not None:
+            t = t[:, frames]
         t = t.to(self.mlp[0].weight.dtype)
         tok = self.mlp(t).reshape(*t.shape[:-1], self.n_aus, self.d_model)
         return tok[0] if unbatched else tok

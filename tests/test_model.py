@@ -9,6 +9,15 @@ from emozone_lite.head import load_head
 from emozone_lite.model import AudioEncoder, EmoZoneLite, ModelConfig, evenly_spread_subset, vertex_readout_matrix
 
 
+#: these tests feed log-mel windows ([T, 16, 80]); the phone front-end (the default) is tested in
+#: test_phonetic.py
+FE = "mel"
+
+
+def test_the_default_front_end_is_phones():
+    assert ModelConfig().audio_frontend == "phones"
+
+
 @pytest.fixture(scope="module")
 def head():
     return load_head()
@@ -23,7 +32,7 @@ def _inputs(T=12, seed=0):
 @pytest.mark.parametrize("temporal", ["citae", "per_frame"])
 def test_new_model_is_identity_and_shapes(head, fusion, temporal):
     torch.manual_seed(0)
-    m = EmoZoneLite(ModelConfig(fusion=fusion, temporal=temporal, n_gaussians=400), head)
+    m = EmoZoneLite(ModelConfig(fusion=fusion, temporal=temporal, n_gaussians=400, audio_frontend=FE), head)
     mel, en, aus = _inputs()
     st = m(mel, en, aus, frames=torch.tensor([0, 5, 11]))
     assert st.means.shape == (3, 400, 3) and st.quats.shape == (3, 400, 4) and st.vertices.shape == (3, 468, 3)
@@ -37,7 +46,7 @@ def test_new_model_is_identity_and_shapes(head, fusion, temporal):
 @pytest.mark.parametrize("fusion", ["szpab", "implicit", "attention"])
 def test_fuse_gives_zones_to_szpab_only_and_checkpoints_keep_their_keys(head, fusion):
     torch.manual_seed(0)
-    m = EmoZoneLite(ModelConfig(fusion=fusion, n_gaussians=200, d_model=16, hidden=32), head)
+    m = EmoZoneLite(ModelConfig(audio_frontend=FE, fusion=fusion, n_gaussians=200, d_model=16, hidden=32), head)
     a, u = m.encode(*_inputs(6))
     f, w = m.fuse(a[:2], u[:2])
     assert f.shape == (2, 200, 16) and (w is None) == (fusion == "implicit")
@@ -60,7 +69,7 @@ def test_fuse_gives_zones_to_szpab_only_and_checkpoints_keep_their_keys(head, fu
 
 def test_gradients_reach_every_trainable_part(head):
     torch.manual_seed(0)
-    m = EmoZoneLite(ModelConfig(n_gaussians=300), head)
+    m = EmoZoneLite(ModelConfig(audio_frontend=FE, n_gaussians=300), head)
     opt = torch.optim.SGD(m.parameters(), lr=0.1)
     mel, en, aus = _inputs()
     for _ in range(2):  # zero-init heads: inner layers get gradient from the second step on
@@ -76,7 +85,7 @@ def test_gradients_reach_every_trainable_part(head):
 def test_render_shape(head):
     from emozone_lite.camera import Camera, stack_cameras
 
-    m = EmoZoneLite(ModelConfig(n_gaussians=300), head)
+    m = EmoZoneLite(ModelConfig(audio_frontend=FE, n_gaussians=300), head)
     st = m(*_inputs(4), frames=torch.tensor([0, 1]))
     vm, K, w, h = stack_cameras([Camera.orbit(0, width=32, height=32), Camera.orbit(20, width=32, height=32)])
     img = m.render(st, vm, K, w, h, background=torch.ones(3))
@@ -87,7 +96,7 @@ def test_render_shape(head):
 
 
 def test_szpab_zones_route_audio_and_aus(head):
-    m = EmoZoneLite(ModelConfig(n_gaussians=2000), head)
+    m = EmoZoneLite(ModelConfig(audio_frontend=FE, n_gaussians=2000), head)
     st = m(*_inputs(4), frames=torch.tensor([0]))
     mass = m.attention_mass(st)[0]
     zone = m.zone_weights.argmax(1)
@@ -97,7 +106,7 @@ def test_szpab_zones_route_audio_and_aus(head):
 
 
 def test_bad_inputs(head):
-    m = EmoZoneLite(ModelConfig(n_gaussians=100), head)
+    m = EmoZoneLite(ModelConfig(audio_frontend=FE, n_gaussians=100), head)
     mel, en, aus = _inputs(10)
     with pytest.raises(ValueError, match="resample the AUs"):
         m.encode(mel, en, aus[:7])
@@ -134,6 +143,32 @@ def test_audio_encoder_is_temporal_and_aligned():
     assert diff[10] > 0 and (diff[:6] == 0).all() and (diff[15:] == 0).all(), diff
 
 
+@pytest.mark.parametrize("temporal", ["citae", "per_frame"])
+def test_encode_of_some_frames_equals_the_whole_clip_in_values_and_gradients(head, temporal):
+    torch.manual_seed(0)
+    m = EmoZoneLite(ModelConfig(audio_frontend=FE, temporal=temporal, n_gaussians=200, d_model=16, hidden=32), head)
+    with torch.no_grad():  # a non-trivial smoothing kernel, so the taps must line up
+        m.audio_encoder.smooth.weight.copy_(torch.randn_like(m.audio_encoder.smooth.weight))
+    mel, en, aus = _inputs(20)
+    frames = torch.tensor([0, 1, 7, 8, 19])  # both clip edges and neighbours
+    a_all, u_all = m.encode(mel, en, aus)
+    a, u = m.encode(mel, en, aus, frames)
+    torch.testing.assert_close(a, a_all[frames], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(u, u_all[frames], rtol=1e-5, atol=1e-6)
+    w = torch.randn_like(a), torch.randn_like(u)
+    grads = []
+    for sub in (True, False):
+        m.zero_grad()
+        x, y = m.encode(mel, en, aus, frames) if sub else [t[frames] for t in m.encode(mel, en, aus)]
+        ((x * w[0]).sum() + (y * w[1]).sum()).backward()
+        grads.append({k: p.grad.clone() for k, p in m.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys() and grads[0]
+    for k in grads[0]:
+        torch.testing.assert_close(grads[0][k], grads[1][k], rtol=1e-4, atol=1e-6, msg=k)
+    with pytest.raises(ValueError, match="frames must lie"):
+        m.encode(mel, en, aus, torch.tensor([20]))
+
+
 def test_vertex_readout_inverts_carry(head):
     from emozone_lite.head import carry_vertex_displacements
     from emozone_lite.landmarks import load_canonical_mesh
@@ -153,7 +188,7 @@ def test_vertex_readout_inverts_carry(head):
     assert covered.float().mean() > 0.95
     torch.testing.assert_close(back[covered], disp[covered], rtol=0, atol=1e-6)
     # the model's scatter readout is the same linear map as the dense matrix
-    m = EmoZoneLite(ModelConfig(n_gaussians=6000), head)
+    m = EmoZoneLite(ModelConfig(audio_frontend=FE, n_gaussians=6000), head)
     dm = torch.randn(2, 6000, 3)
     torch.testing.assert_close(m.vertex_displacement(dm), torch.einsum("vn,bnk->bvk", A, dm), rtol=1e-5, atol=1e-6)
 
@@ -163,7 +198,7 @@ def test_deform_vertices_is_the_full_deformation_on_fewer_gaussians(head, fusion
     """The speech loss's fast path (`deform_vertices`) against the readable one (`deform`):
     same vertices, same gradients, from a fraction of the Gaussians."""
     torch.manual_seed(0)
-    m = EmoZoneLite(ModelConfig(fusion=fusion, n_gaussians=2000), head)
+    m = EmoZoneLite(ModelConfig(audio_frontend=FE, fusion=fusion, n_gaussians=2000), head)
     for p in m.deformation.parameters():  # leave the identity start so the check means something
         torch.nn.init.normal_(p, std=0.05)
     mel, en, aus = _inputs()

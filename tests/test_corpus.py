@@ -163,3 +163,16 @@ def test_augment_bad_input():
         augment_speech(y, tempo=(1.2, 0.8))
     with pytest.raises(ValueError, match="positive"):
         augment_speech(y, tempo=(0.0, 1.0))
+    with pytest.raises(ValueError, match="rt60"):
+        augment_speech(y, rt60=(0.5, 0.1))
+
+
+def test_augmentation_presets_keep_or_alter_the_timing_as_documented():
+    from emozone_lite.corpus import AUGMENTATION
+
+    y, ph = _tone_speech()
+    z, ph_mild, p = augment_speech(y, ph, 0, **AUGMENTATION["mild"])
+    assert len(z) == len(y) and p["tempo"] == 1.0 and p["semitones"] == 0.0  # no tempo or pitch change
+    assert [(a.start, a.phone) for a in ph_mild] == [(a.start, a.phone) for a in ph]
+    assert 25.0 <= p["snr_db"] <= 45.0 and (p["rt60"] is None or 0.1 <= p["rt60"] <= 0.3)
+    assert AUGMENTATION["none"] is None and AUGMENTATION["full"] == {}

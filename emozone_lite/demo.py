@@ -67,7 +67,7 @@ def demo(fast: bool = False, out: str | os.PathLike = "outputs", progress: bool 
     size = 128 if fast else 256
     cam = _front_camera(size)
     student = render_clip(
-        model, clip.mel_windows, clip.energy, clip.aus_input, cam, progress=progress, desc="render student"
+        model, clip.audio_for(model), clip.energy, clip.aus_input, cam, progress=progress, desc="render student"
     )
     wav = data_path(clip.wav.name)
     teacher = sequence(

@@ -72,13 +72,19 @@ class TrainConfig:
         seed: seeds data scripts, noise, initialisation and batching.
         corpus_utterances: utterances of the speech corpus (:mod:`emozone_lite.corpus`, spread
             evenly over its voices) the student learns speech → mouth from, with the teacher's
-            landmarks as targets (no rendering). ``0``: today's one-utterance training (the
+            landmarks as targets (no rendering). ``> 0`` (default 150, 16 in :meth:`fast`): the
+            photometric clips are ``n_scripts`` further corpus utterances and **both** real ARCTIC
+            recordings are held out. ``0``: the one-utterance training of earlier versions (the
             photometric clips are the ARCTIC utterance a0009, and only a0007 is held out).
-            ``> 0``: the photometric clips are ``n_scripts`` corpus utterances and **both** real
-            ARCTIC recordings are held out.
-        speech_batch: corpus frames per step in the speech landmark loss.
+        speech_batch: corpus frames per step in the speech landmark loss, drawn evenly from
+            ``speech_clips`` corpus utterances (frames of one sentence alone are too alike).
+        speech_clips: corpus utterances per step.
         lambda_speech: weight of the speech landmark loss (mouth landmarks count ×4).
-        augment: augment the corpus speech (:func:`emozone_lite.corpus.augment_speech`).
+        augment: how the corpus speech is altered: a key of :data:`emozone_lite.corpus.AUGMENTATION`
+            (``"none"``, ``"mild"``: level, microphone, noise and small rooms; ``"full"``: also tempo
+            and pitch). ``True`` / ``False`` read as ``"full"`` / ``"none"``. Default ``"none"``: the
+            phone recogniser reads altered speech worse, and the phone front-end follows the real
+            recordings better without it (``benchmarks/lip_sync.py``).
     """
 
     steps: int = 300
@@ -94,10 +100,19 @@ class TrainConfig:
     holdout_every: int = 5
     ckpt_every: int = 50
     seed: int = 0
-    corpus_utterances: int = 0
-    speech_batch: int = 16
+    corpus_utterances: int = 150
+    speech_batch: int = 32
+    speech_clips: int = 4
     lambda_speech: float = 10.0
-    augment: bool = True
+    augment: str = "none"
+
+    def __post_init__(self) -> None:
+        from .corpus import AUGMENTATION
+
+        if isinstance(self.augment, bool):  # the boolean switch of earlier versions
+            self.augment = "full" if self.augment else "none"
+        if self.augment not in AUGMENTATION:
+            raise ValueError(f"augment must be one of {sorted(AUGMENTATION)}, got {self.augment!r}")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -115,7 +130,7 @@ class TrainConfig:
     @classmethod
     def fast(cls, **kw) -> TrainConfig:
         """A small configuration for CI and ``--fast`` runs (same code, fewer steps / pixels)."""
-        base = dict(steps=80, image_size=64, n_scripts=2, ckpt_every=20)
+        base = dict(steps=80, image_size=64, n_scripts=2, ckpt_every=20, corpus_utterances=16)
         base.update(kw)
         return cls(**base)
 
@@ -259,15 +274,16 @@ def make_clip(
     )
 
 
-def corpus_clip(utt, script, au_noise: float, seed: int, augment: bool, rig=None) -> Clip:
+def corpus_clip(utt, script, au_noise: float, seed: int, augment: str | bool, rig=None) -> Clip:
     """A corpus utterance (optionally augmented) with an AU script (``None``: a neutral face):
     the student's inputs (log-mel and phone windows, noisy AUs) and the teacher's vertices (no
     frames; the speech landmark loss projects the vertices)."""
-    from .corpus import augment_speech
+    from .corpus import AUGMENTATION, augment_speech
 
     wave, phones = utt.audio, utt.phones
-    if augment:
-        wave, phones, _ = augment_speech(wave, phones, np.random.default_rng(seed))
+    settings = AUGMENTATION[{True: "full", False: "none"}.get(augment, augment)]
+    if settings is not None:
+        wave, phones, _ = augment_speech(wave, phones, np.random.default_rng(seed), **settings)
     feats = mel_features(wave, FEATURE_SR)
     T = feats.n_frames
     verts, aus_true = vertex_sequence(phones, script, rig=rig, resample_aus=True, n_frames=T)
@@ -358,6 +374,19 @@ def build_dataset(cfg: TrainConfig, progress: bool = True) -> Dataset:
     return ds
 
 
+def speech_test_clip(stem: str, cameras: list[Camera], cfg: TrainConfig) -> Clip:
+    """A bundled real recording (``"arctic_a0007"`` / ``"arctic_a0009"``) with a neutral face:
+    the mouth moves with speech only, so lip sync is measured against the teacher's phone-driven
+    mouth alone (the test clips of :func:`build_dataset` add a surprise halfway, whose jaw drop
+    is an expression, not speech). Carries ``pixel_frames`` for the detector."""
+    wav, lab = data_path(f"{stem}.wav"), data_path(f"{stem}_phone.lab")
+    dur = len(load_audio(wav)) / FEATURE_SR
+    neutral = aus_mod.from_keyframes([(0.0, "neutral"), (dur, "neutral")], dur)
+    s = cfg.seed * 1000 + 998
+    return make_clip(wav, lab, neutral, cameras, cfg.au_noise, s, f"{stem}/neutral", rig=TeacherRig.default(),
+                     pixels=True)  # fmt: skip
+
+
 def _corpus_files(utt) -> tuple[Path, Path]:
     """A corpus utterance as a WAV + HTK label in the cache (for :func:`make_clip`)."""
     import soundfile as sf
@@ -388,6 +417,7 @@ def save_checkpoint(
         "model_config": model.config.to_dict(),
         "train_config": train_cfg.to_dict(),
         "seed": train_cfg.seed,
+        "model_version": MODEL_VERSION,
         "step": int(step),
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
@@ -520,7 +550,11 @@ def train(
             loss = loss + train_cfg.lambda_lmk * lmk_loss
         speech_loss = torch.zeros(())
         if speech is not None:
-            speech_loss = _speech_loss(model, data.speech[speech[0]], speech[1], viewmats, Ks, support) / S
+            n = sum(len(f) for _, f in speech)
+            speech_loss = (
+                sum(_speech_loss(model, data.speech[si], f, viewmats, Ks, support) * (len(f) / n) for si, f in speech)
+                / S
+            )
             loss = loss + train_cfg.lambda_speech * speech_loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -562,23 +596,28 @@ def _speech_loss(model: EmoZoneLite, clip: Clip, frames: Tensor, viewmats: Tenso
     vertices on corpus frames, the mouth's counted four times; computed from the Gaussians
     that support those vertices only (:meth:`EmoZoneLite.deform_vertices`)."""
     idx = speech_vertices()
-    a, u = model.encode(clip.audio_for(model), clip.energy, clip.aus_input)
-    v = model.deform_vertices(a[frames], u[frames], idx, support)
+    a, u = model.encode(clip.audio_for(model), clip.energy, clip.aus_input, frames)
+    v = model.deform_vertices(a, u, idx, support)
     err = (_project(v, viewmats, Ks) - _project(clip.vertices[frames][:, idx], viewmats, Ks)).norm(dim=-1)
     mouth = torch.isin(idx, torch.as_tensor(MOUTH_IDX))
     return err.mean() + 3.0 * err[..., mouth].mean()
 
 
-def _draw(rng: random.Random, data: Dataset, cfg: TrainConfig) -> tuple[int, Tensor, Tensor, tuple | None]:
+def _draw(rng: random.Random, data: Dataset, cfg: TrainConfig) -> tuple[int, Tensor, Tensor, list | None]:
+    """One step's batch: photometric clip, frames and views, and the speech loss's
+    ``[(corpus clip, frames), …]`` (None without corpus)."""
     ci = rng.randrange(len(data.train))
     pool = data.train_frames[ci].tolist()
     frames = torch.tensor(sorted(rng.sample(pool, min(cfg.batch_frames, len(pool)))))
     views = torch.tensor(sorted(rng.sample(range(len(data.cameras)), min(cfg.views_per_step, len(data.cameras)))))
     speech = None
     if data.speech and cfg.speech_batch > 0:
-        si = rng.randrange(len(data.speech))
-        n = data.speech[si].n_frames
-        speech = (si, torch.tensor(sorted(rng.sample(range(n), min(cfg.speech_batch, n)))))
+        speech = []
+        k = max(1, min(cfg.speech_clips, cfg.speech_batch))
+        for j in range(k):
+            si = rng.randrange(len(data.speech))
+            n, per = data.speech[si].n_frames, cfg.speech_batch // k + (j < cfg.speech_batch % k)
+            speech.append((si, torch.tensor(sorted(rng.sample(range(n), min(per, n))))))
     return ci, frames, views, speech
 
 
@@ -927,7 +966,7 @@ DATA_VERSION = (
     3  # 2: the neutral head with a mouth inside, FACS-sized fields, pixel frames; 3: speech corpus, phone windows
 )
 #: Bump when the network's parameters change, to invalidate cached runs.
-MODEL_VERSION = 3
+MODEL_VERSION = 4  # 4: phone front-end by default, speech loss over several corpus utterances
 
 
 def _key(*parts: dict) -> str:
@@ -985,6 +1024,36 @@ def ablation_dir(train_cfg: TrainConfig, directory: str | os.PathLike | None = N
     return d / f"ablation-{key}"
 
 
+#: The pretrained default model that ships in the data folder (``ModelConfig()`` trained with
+#: :func:`pretrained_train_config`; weights only). Reproduce it with
+#: ``python data_samples/scripts/make_pretrained.py``.
+PRETRAINED_CHECKPOINT = "pretrained/szpab_citae.pt"
+
+
+def pretrained_train_config() -> TrainConfig:
+    """How the shipped model was trained: ``TrainConfig()`` with 1000 steps instead of 300 (the
+    demo's budget keeps ``make demo`` under 10 minutes; the longer run follows real speech
+    better, ``benchmarks/lip_sync.py``)."""
+    return TrainConfig(steps=1000)
+
+
+def shipped_model() -> EmoZoneLite:
+    """The pretrained default model that ships with the package (:data:`PRETRAINED_CHECKPOINT`),
+    in eval mode. Raises ``ValueError`` when it was trained with another model version or
+    configs than this version's (rebuild it with ``data_samples/scripts/make_pretrained.py``)."""
+    path = data_path(PRETRAINED_CHECKPOINT)
+    ck = read_checkpoint(path)
+    want = pretrained_train_config().to_dict()
+    if ck.get("model_version") != MODEL_VERSION or ck["train_config"] != want:
+        raise ValueError(
+            f"{path} was trained with model version {ck.get('model_version')} and train config "
+            f"{ck['train_config']}; this version needs {MODEL_VERSION} and {want}: rebuild it with "
+            "python data_samples/scripts/make_pretrained.py"
+        )
+    model, _ = load_model(path, expected_config=ModelConfig())
+    return model.eval()
+
+
 def pretrained(
     model_cfg: ModelConfig | None = None,
     train_cfg: TrainConfig | None = None,
@@ -992,9 +1061,16 @@ def pretrained(
     progress: bool = True,
     directory: str | os.PathLike | None = None,
 ) -> EmoZoneLite:
-    """A trained model for notebooks and the studio: loaded from the cache when a run with
-    the same configs finished before (by ``make demo``, notebook 07 or an earlier call),
-    else trained now (resuming an interrupted run) and cached."""
+    """A trained model for notebooks and the studio.
+
+    With no configs (or ``ModelConfig()`` and :func:`pretrained_train_config`), the pretrained
+    default model that ships with the package (:func:`shipped_model`, loads in a second, also
+    under ``EMOZONE_FAST=1``). Otherwise loaded from the cache when a run with the same configs
+    finished before (by ``make demo``, notebook 07 or an earlier call), else trained now (resuming
+    an interrupted run) and cached."""
+    default_model = model_cfg is None or model_cfg == ModelConfig()
+    if default_model and (train_cfg is None or train_cfg == pretrained_train_config()):
+        return shipped_model()
     model_cfg = model_cfg or ModelConfig()
     train_cfg = train_cfg or default_train_config()
     run_dir = ablation_dir(train_cfg, directory) / "runs" / run_name(model_cfg)

@@ -18,9 +18,10 @@ SMALL = ModelConfig(n_gaussians=800, d_model=16, hidden=32)
 
 @pytest.fixture(scope="module")
 def cfg():
-    return T.TrainConfig(
-        steps=4, image_size=32, n_scripts=1, yaws=(0.0, 20.0), batch_frames=2, views_per_step=1, ckpt_every=2
-    )
+    return T.TrainConfig(  # the one-utterance training (the corpus has its own fixtures below)
+        steps=4, image_size=32, n_scripts=1, yaws=(0.0, 20.0), batch_frames=2, views_per_step=1, ckpt_every=2,
+        corpus_utterances=0,
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +71,16 @@ def test_training_is_deterministic_and_resumes(cfg, data, tmp_path):
     for k, v in _params(m1).items():
         torch.testing.assert_close(v, _params(m3)[k], rtol=1e-5, atol=1e-6)
     assert not [p for p in (tmp_path / "c").iterdir() if p.name.startswith(".")], "temporary files left behind"
+
+
+def test_augment_setting_is_a_named_preset():
+    from emozone_lite.corpus import AUGMENTATION
+
+    assert T.TrainConfig().augment == "none" and set(AUGMENTATION) == {"none", "mild", "full"}
+    assert T.TrainConfig(augment=True).augment == "full" and T.TrainConfig(augment=False).augment == "none"
+    assert T.TrainConfig.from_dict(T.TrainConfig(augment="mild").to_dict()).augment == "mild"
+    with pytest.raises(ValueError, match="augment must be one of"):
+        T.TrainConfig(augment="loud")
 
 
 def test_checkpoint_errors(cfg, data, tmp_path):
@@ -266,3 +277,45 @@ def test_the_speech_loss_teaches_the_mouth(corpus_cfg, corpus_data):
         loss.backward()
         opt.step()
     assert total() < 0.8 * before
+
+
+# --------------------------------------------------------------------------- the shipped pretrained model
+def test_the_shipped_model_loads_with_this_version_and_its_mouth_follows_real_speech():
+    """data_samples/pretrained/ holds ModelConfig() trained with pretrained_train_config() (≤ 5 MB,
+    weights only); pretrained() returns it without training, and it renders a mouth that follows
+    speech."""
+    from emozone_lite.camera import Camera
+    from emozone_lite.metrics import lip_sync_corr, mouth_opening
+    from emozone_lite.teacher import vertex_sequence
+    from emozone_lite.utils import data_path
+
+    path = data_path(T.PRETRAINED_CHECKPOINT)
+    assert path.stat().st_size <= 5 * 2**20
+    ck = T.read_checkpoint(path)
+    assert ck["optimizer"] is None and ck["model_version"] == T.MODEL_VERSION
+    assert ck["train_config"] == T.pretrained_train_config().to_dict()
+    assert ck["model_config"] == ModelConfig().to_dict()
+    model = T.pretrained()
+    assert model.config == ModelConfig() and not model.training
+    from emozone_lite.audio import load_audio
+
+    wave = load_audio(data_path("arctic_a0009.wav"))
+    feats = model.audio_features(wave, 16000)
+    aus = torch.zeros(feats.n_frames, 17)
+    cam = Camera.orbit(yaw_deg=0.0, width=48, height=48)
+    frames = T.render_clip(model, torch.as_tensor(feats.mel_windows), torch.as_tensor(feats.energy), aus, cam,
+                           progress=False)  # fmt: skip
+    assert frames.shape == (feats.n_frames, 48, 48, 3) and torch.isfinite(frames).all()
+    with torch.no_grad():
+        verts = model(torch.as_tensor(feats.mel_windows), torch.as_tensor(feats.energy), aus).vertices
+    teacher, _ = vertex_sequence(data_path("arctic_a0009_phone.lab"), None, n_frames=feats.n_frames)
+    front = Camera.orbit(yaw_deg=0.0, width=256, height=256)
+    p = T._project(verts, front.viewmat[None], front.K[None])[:, 0].numpy()
+    g = T._project(teacher.float(), front.viewmat[None], front.K[None])[:, 0].numpy()
+    assert lip_sync_corr(mouth_opening(p), mouth_opening(g)) > 0.5, "the shipped student mumbles on real speech"
+
+
+def test_a_stale_shipped_model_names_the_fix(monkeypatch):
+    monkeypatch.setattr(T, "MODEL_VERSION", T.MODEL_VERSION + 1)
+    with pytest.raises(ValueError, match="make_pretrained.py"):
+        T.shipped_model()

@@ -6,9 +6,8 @@ notebook in Debian's Chromium (``/usr/bin/chromium``; Playwright never downloads
 browser here), runs all cells, waits for the studio's image, moves the AU01 slider
 with the keyboard and checks that the rendered image changed.
 
-Skips only when no Chromium binary is found or Playwright cannot be imported. Needs the
-fast model in the cache (``train.pretrained`` with the fast config, shared with
-``test_widgets.py`` and notebook 08); the test builds it first when it is missing.
+Skips only when no Chromium binary is found or Playwright cannot be imported. The notebook
+loads the shipped pretrained model (``train.pretrained()``), so nothing is trained here.
 """
 
 from __future__ import annotations
@@ -87,10 +86,6 @@ def _get(url: str, timeout: float = 5.0):
 def lab(tmp_path_factory):
     """A JupyterLab server on 127.0.0.1 serving a temporary copy of notebook 08."""
     from emozone_lite import train
-    from emozone_lite.model import ModelConfig
-
-    # the notebook runs train.pretrained() under EMOZONE_FAST=1: make sure that run is cached
-    train.pretrained(ModelConfig(), train.TrainConfig.fast(), progress=False)
 
     tmp = tmp_path_factory.mktemp("lab")
     root = tmp / "notebooks"

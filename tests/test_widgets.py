@@ -4,8 +4,7 @@ Most properties hold for any weights, so they use small untrained models: a plai
 (zero-initialised deformation heads ⇒ AUs move nothing, but attention, camera, caching,
 presets and export all work) and one whose deformation heads are randomised (so AU
 edits do change the head). The "AU01 raises the brows and leaves the lips" test needs
-real training: it uses ``train.pretrained`` with the fast config (cached in
-outputs/cache; the first run trains for a few minutes).
+a trained model: the shipped pretrained one (``train.pretrained()``, no training).
 """
 
 from __future__ import annotations
@@ -63,7 +62,7 @@ def rstudio(random_model):
 def trained_model():
     from emozone_lite import train
 
-    return train.pretrained(ModelConfig(), train.TrainConfig.fast(), progress=False)
+    return train.pretrained()
 
 
 def _pixels(png: bytes) -> np.ndarray:

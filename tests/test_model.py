@@ -8,7 +8,6 @@ import torch
 from emozone_lite.head import load_head
 from emozone_lite.model import AudioEncoder, EmoZoneLite, ModelConfig, evenly_spread_subset, vertex_readout_matrix
 
-
 #: these tests feed log-mel windows ([T, 16, 80]); the phone front-end (the default) is tested in
 #: test_phonetic.py
 FE = "mel"

@@ -71,20 +71,21 @@ def main(argv: list[str] | None = None) -> dict:
     eval_data = T.cached_dataset(corpus_cfg, progress=False)  # its cameras and its test clips (both recordings)
     neutral = [T.speech_test_clip(c.name.split("/")[0], eval_data.cameras, corpus_cfg) for c in eval_data.test]
     out: dict = {"train_config": corpus_cfg.to_dict(), "cores": os.cpu_count(), "runs": {}}
+
+    def measure(model) -> dict:
+        """Geom + pixel metrics on the neutral clips; lip sync on the clips with the surprise edit."""
+        res = {c.name.split("/")[0]: T.evaluate_clip(model, c, eval_data, pixels=True) for c in neutral}
+        edit = {c.name: T.evaluate_clip(model, c, eval_data)["lip_sync"] for c in eval_data.test}
+        return {"metrics": res, "lip_sync_with_surprise_edit": edit}
+
     for name, (tcfg, mcfg) in runs.items():
         data = T.cached_dataset(tcfg, progress=False)
         run_dir = T.ablation_dir(tcfg) / "lip_sync_runs" / T.run_name(mcfg)
         t1 = time.perf_counter()
         model, hist = T.train(mcfg, tcfg, data, out_dir=run_dir, resume=True, progress=False)
-        res = {c.name.split("/")[0]: T.evaluate_clip(model, c, eval_data, pixels=True) for c in neutral}
-        edit = {c.name: T.evaluate_clip(model, c, eval_data)["lip_sync"] for c in eval_data.test}
-        out["runs"][name] = {"metrics": res, "lip_sync_with_surprise_edit": edit,
-                             "train_seconds": round(time.perf_counter() - t1, 1)}  # fmt: skip
-    try:  # the model users meet in notebooks 07-08 and the studio (no training here)
-        shipped = T.shipped_model()
-        res = {c.name.split("/")[0]: T.evaluate_clip(shipped, c, eval_data, pixels=True) for c in neutral}
-        edit = {c.name: T.evaluate_clip(shipped, c, eval_data)["lip_sync"] for c in eval_data.test}
-        out["runs"]["shipped pretrained (1000 st.)"] = {"metrics": res, "lip_sync_with_surprise_edit": edit}
+        out["runs"][name] = {**measure(model), "train_seconds": round(time.perf_counter() - t1, 1)}
+    try:  # the model users meet in notebook 08 and the studio (no training here)
+        out["runs"]["shipped pretrained (1000 st.)"] = measure(T.shipped_model())
     except (ValueError, FileNotFoundError) as e:
         print(f"shipped model not measured: {e}")
     out["seconds"] = round(time.perf_counter() - t0, 1)

@@ -274,14 +274,15 @@ def make_clip(
     )
 
 
-def corpus_clip(utt, script, au_noise: float, seed: int, augment: str | bool, rig=None) -> Clip:
+def corpus_clip(utt, script, au_noise: float, seed: int, augment: str, rig=None) -> Clip:
     """A corpus utterance (optionally augmented) with an AU script (``None``: a neutral face):
     the student's inputs (log-mel and phone windows, noisy AUs) and the teacher's vertices (no
-    frames; the speech landmark loss projects the vertices)."""
+    frames; the speech landmark loss projects the vertices). ``augment``: a key of
+    :data:`emozone_lite.corpus.AUGMENTATION` (``TrainConfig.augment``)."""
     from .corpus import AUGMENTATION, augment_speech
 
     wave, phones = utt.audio, utt.phones
-    settings = AUGMENTATION[{True: "full", False: "none"}.get(augment, augment)]
+    settings = AUGMENTATION[augment]
     if settings is not None:
         wave, phones, _ = augment_speech(wave, phones, np.random.default_rng(seed), **settings)
     feats = mel_features(wave, FEATURE_SR)

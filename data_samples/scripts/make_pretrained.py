@@ -4,10 +4,10 @@
 
 Trains ``ModelConfig()`` (SZ-PAB + CIT-AE, phone front-end) with
 ``emozone_lite.train.pretrained_train_config()`` — ``TrainConfig()`` with 1000 steps instead of
-the demo's 300, on the same cached dataset as ``make demo`` (about 5 minutes on 2 cores) — and
-writes it **without the optimiser state** (weights, configs, seed, model version and the training
-history; about 1 MB). ``emozone_lite.train.pretrained()``
-and the studio load it, so notebooks 07–08 and the studio open without training. Deterministic
+the demo's 300, on the same cached dataset as ``make demo`` (9.4 minutes on 2 cores, measured) —
+and writes it **without the optimiser state** (weights, configs, seed, model version and the
+training history; about 1 MB). ``emozone_lite.train.pretrained()`` loads it, so notebook 08 and
+the studio open without training. Deterministic
 for the seed of ``TrainConfig()`` on one machine (the float summation order of another CPU can
 change the last digits).
 """

@@ -4,7 +4,18 @@ Log-mel windows (:mod:`emozone_lite.audio`) carry the speaker's voice as much as
 a student trained on a few synthetic voices can learn the voices instead of the phones. A
 *phone recogniser* trained on many speakers factors the voice out — the role DeepSpeech or
 HuBERT features play in published talking heads. Here it is PocketSphinx's bundled US English
-acoustic model in **allphone** mode (phone loop with its phone bigram; nothing downloaded):
+acoustic model (nothing downloaded), in one of two modes (:data:`RECOGNISERS`):
+
+- ``"words"`` (default): recognise the *words* with the bundled trigram language model and
+  CMU dictionary, then force-align that word sequence to get its phones and their timings.
+  The language model and dictionary rule out phone sequences no English word has. Measured on
+  the two real ARCTIC recordings: the teacher's mouth driven by these phones correlates 0.87
+  (a0007) and 0.98 (a0009) with the mouth driven by the hand-checked labels.
+- ``"allphone"``: a phone loop with the model's phone bigram (no words): 0.68 and 0.93 on the
+  same recordings, but it does not depend on the speech being English sentences (the synthetic
+  corpus voices: 0.72 on average, words mode 0.70, and 7× slower).
+
+Functions:
 
 - :func:`recognise_phones` — audio → a timeline of :class:`~emozone_lite.audio.Phone` s
   (noise and filler tokens become ``sil``).
@@ -29,6 +40,7 @@ from .audio import FEATURE_SR, MEL_FPS, SILENCE_DBFS, AudioFeatures, Phone, _win
 __all__ = [
     "PHONES",
     "N_PHONES",
+    "RECOGNISERS",
     "ALIASES",
     "MIN_SECONDS",
     "recognise_phones",
@@ -45,6 +57,8 @@ PHONES: tuple[str, ...] = (
 )  # fmt: skip
 N_PHONES = len(PHONES)
 _INDEX = {p: i for i, p in enumerate(PHONES)}
+#: Recogniser modes of :func:`recognise_phones`.
+RECOGNISERS = ("words", "allphone")
 #: Shorter audio is not recognised (one ``sil``): PocketSphinx needs a few frames of context.
 MIN_SECONDS = 0.1
 #: festvox / TIMIT phones that CMUdict folds into one of :data:`PHONES` (labels use them).
@@ -52,33 +66,72 @@ ALIASES = {"ax": "ah", "ax-h": "ah", "axr": "er", "ix": "ih", "ux": "uw", "dx": 
            "en": "n", "nx": "n", "hv": "hh"}  # fmt: skip
 
 
-@lru_cache(maxsize=1)
-def _decoder():
+@lru_cache(maxsize=2)
+def _decoder(mode: str):
     import os
 
     try:
         from pocketsphinx import Config, Decoder, get_model_path
     except ImportError as e:  # pragma: no cover - a core dependency
         raise ImportError("the phonetic front-end needs pocketsphinx (pip install pocketsphinx)") from e
-    m = get_model_path()
-    cfg = Config(
-        hmm=os.path.join(m, "en-us", "en-us"),
-        allphone=os.path.join(m, "en-us", "en-us-phone.lm.bin"),
-        lm=None,
-        lw=2.0,
-        beam=1e-20,
-        pbeam=1e-20,
-        loglevel="FATAL",
-    )
+    m = os.path.join(get_model_path(), "en-us")
+    if mode == "words":
+        cfg = Config(hmm=os.path.join(m, "en-us"), lm=os.path.join(m, "en-us.lm.bin"),
+                     dict=os.path.join(m, "cmudict-en-us.dict"), loglevel="FATAL")  # fmt: skip
+    else:  # lw=2 measured best of 1, 2, 4, 8 on the corpus and the ARCTIC recordings
+        cfg = Config(hmm=os.path.join(m, "en-us"), allphone=os.path.join(m, "en-us-phone.lm.bin"), lm=None,
+                     lw=2.0, beam=1e-20, pbeam=1e-20, loglevel="FATAL")  # fmt: skip
     return Decoder(cfg)
 
 
-def recognise_phones(audio, sr: int = FEATURE_SR) -> list[Phone]:
-    """Recognise the phone sequence of speech with PocketSphinx (allphone mode).
+def _decode(dec, pcm: bytes) -> None:
+    # fresh feature state (noise and cepstral-mean estimates): without it the decoder's output
+    # for an utterance depends on the utterances decoded before it
+    dec.reinit_feat()
+    dec.start_utt()
+    dec.process_raw(pcm, full_utt=True)
+    dec.end_utt()
+
+
+def _allphone_segments(pcm: bytes) -> list[tuple[str, float, float]]:
+    dec = _decoder("allphone")
+    _decode(dec, pcm)
+    return [(s.word, s.start_frame / 100.0, (s.end_frame + 1) / 100.0) for s in dec.seg()]
+
+
+def _word_segments(pcm: bytes) -> list[tuple[str, float, float]] | None:
+    """Words decoded with the language model, then their phones force-aligned (two passes, as
+    PocketSphinx's ``set_alignment`` asks). ``None`` when no words were recognised or the
+    alignment failed (the caller falls back to the phone loop)."""
+    dec = _decoder("words")
+    try:
+        _decode(dec, pcm)
+        hyp = dec.hyp()
+        text = hyp.hypstr.strip() if hyp is not None else ""
+        if not text:
+            return None
+        dec.set_align_text(text)
+        _decode(dec, pcm)
+        dec.set_alignment()
+        _decode(dec, pcm)
+        al = dec.get_alignment()
+        segs = [(p.name, p.start / 100.0, (p.start + p.duration) / 100.0) for p in al.phones()] if al else None
+        dec.activate_search()  # back to the language model for the next utterance
+        return segs
+    except RuntimeError:  # the aligner gave up on this audio: start a fresh decoder next time
+        _decoder.cache_clear()
+        return None
+
+
+def recognise_phones(audio, sr: int = FEATURE_SR, mode: str = "words") -> list[Phone]:
+    """Recognise the phone sequence of speech with PocketSphinx.
 
     Args:
         audio: ``[S]`` mono samples (float in [-1, 1]) at ``sr``, or an audio file path.
         sr: sample rate of a waveform (resampled to 16 kHz).
+        mode: ``"words"`` (words with the language model, then their phones aligned; falls
+            back to ``"allphone"`` when no words are recognised or the alignment fails) or
+            ``"allphone"`` (a phone loop); see the module docstring for how they compare.
 
     Returns:
         Contiguous phones from 0 to the audio's duration (symbols from :data:`PHONES`). Silent
@@ -86,7 +139,7 @@ def recognise_phones(audio, sr: int = FEATURE_SR) -> list[Phone]:
         :data:`MIN_SECONDS` give one ``sil`` phone (the recogniser would invent phones in them).
 
     Raises:
-        ValueError: audio not 1-D, empty or not finite.
+        ValueError: audio not 1-D, empty or not finite; ``mode`` not in :data:`RECOGNISERS`.
 
     Examples:
         >>> from emozone_lite.utils import data_path
@@ -94,6 +147,8 @@ def recognise_phones(audio, sr: int = FEATURE_SR) -> list[Phone]:
         >>> ph[0].phone, round(ph[-1].end, 2)
         ('sil', 3.09)
     """
+    if mode not in RECOGNISERS:
+        raise ValueError(f"mode: expected one of {RECOGNISERS}, got {mode!r}")
     if isinstance(audio, (str, PathLike)):
         y = load_audio(audio, FEATURE_SR)
     else:
@@ -108,15 +163,14 @@ def recognise_phones(audio, sr: int = FEATURE_SR) -> list[Phone]:
     if dur < MIN_SECONDS or float(np.abs(y).max()) < 10 ** (SILENCE_DBFS / 20):
         return [Phone(0.0, dur, "sil")]  # silence or too short to recognise: no phones, not made-up ones
     pcm = (np.clip(y, -1.0, 1.0) * 32767).astype(np.int16).tobytes()
-    dec = _decoder()
-    dec.start_utt()
-    dec.process_raw(pcm, full_utt=True)
-    dec.end_utt()
+    segs = _word_segments(pcm) if mode == "words" else None
+    if segs is None:
+        segs = _allphone_segments(pcm)
     out: list[Phone] = []
-    for s in dec.seg():
-        ph = s.word.lower()
+    for name, a, b in segs:
+        ph = name.lower()
         ph = ph if ph in _INDEX else "sil"  # SIL, +NSN+, +SPN+, +BREATH+ … → silence
-        a, b = s.start_frame / 100.0, min(dur, (s.end_frame + 1) / 100.0)
+        b = min(dur, b)
         if b <= a:
             continue
         if out and out[-1].phone == ph:
@@ -165,14 +219,22 @@ def phone_posteriorgram(phones: list[Phone], n_rows: int, smooth: int = 1) -> np
 
 
 def phonetic_features(
-    audio, sr: int = FEATURE_SR, fps: float = 25.0, *, n_frames: int | None = None, phones: list[Phone] | None = None
+    audio,
+    sr: int = FEATURE_SR,
+    fps: float = 25.0,
+    *,
+    n_frames: int | None = None,
+    phones: list[Phone] | None = None,
+    mode: str = "words",
 ) -> AudioFeatures:
     """Per-video-frame phone windows ``[T, 16, N_PHONES]`` and energy, like :func:`emozone_lite.audio.features`.
 
     Args:
         audio: ``[S]`` waveform at ``sr`` or a file path.
         fps, n_frames: as :func:`emozone_lite.audio.features`.
-        phones: a phone timeline to use instead of recognising one (e.g. to test with labels).
+        phones: a phone timeline to use instead of recognising one (a label file's phones:
+            training reads the corpus labels this way, see ``TrainConfig.corpus_phones``).
+        mode: the recogniser of :func:`recognise_phones` when ``phones`` is not given.
 
     Returns:
         :class:`~emozone_lite.audio.AudioFeatures`; ``mel_windows`` holds the phone windows and
@@ -186,7 +248,7 @@ def phonetic_features(
         import librosa
 
         y = librosa.resample(y, orig_sr=sr, target_sr=FEATURE_SR, res_type="soxr_hq")
-    ph = recognise_phones(y, FEATURE_SR) if phones is None else phones
+    ph = recognise_phones(y, FEATURE_SR, mode) if phones is None else phones
     F = ref.log_mel.shape[0]
     P = phone_posteriorgram(ph, F)
     windows = P[_window_index(ref.n_frames, fps, F)]

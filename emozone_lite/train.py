@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from . import aus as aus_mod
-from .audio import FEATURE_SR, load_audio
+from .audio import FEATURE_SR, load_audio, read_phone_labels
 from .audio import features as mel_features
 from .camera import Camera, stack_cameras
 from .checks import check_known_fields
@@ -50,6 +50,10 @@ from .utils import atomic_write, cache_dir, data_path, fast_mode, seed_everythin
 #: (wav, phone label) of the bundled utterances: training speech and held-out speech.
 TRAIN_UTTERANCES = (("arctic_a0009.wav", "arctic_a0009_phone.lab"),)
 TEST_UTTERANCES = (("arctic_a0007.wav", "arctic_a0007_phone.lab"),)
+
+
+#: Sources of the training speech's phone windows (``TrainConfig.corpus_phones``).
+CORPUS_PHONES = ("labels", "recognised")
 
 
 @dataclass
@@ -85,6 +89,11 @@ class TrainConfig:
             and pitch). ``True`` / ``False`` read as ``"full"`` / ``"none"``. Default ``"none"``: the
             phone recogniser reads altered speech worse, and the phone front-end follows the real
             recordings better without it (``benchmarks/lip_sync.py``).
+        corpus_phones: where the phone windows of the *training* speech come from: ``"labels"``
+            (default: the corpus's own phone labels, so the student learns phones → mouth from
+            exact phones) or ``"recognised"`` (the recogniser's phones of the corpus audio, as
+            at test time). Test recordings are always recognised
+            (:func:`emozone_lite.phonetic.recognise_phones`).
     """
 
     steps: int = 300
@@ -105,10 +114,13 @@ class TrainConfig:
     speech_clips: int = 4
     lambda_speech: float = 10.0
     augment: str = "none"
+    corpus_phones: str = "labels"
 
     def __post_init__(self) -> None:
         from .corpus import AUGMENTATION
 
+        if self.corpus_phones not in CORPUS_PHONES:
+            raise ValueError(f"corpus_phones must be one of {CORPUS_PHONES}, got {self.corpus_phones!r}")
         if isinstance(self.augment, bool):  # the boolean switch of earlier versions
             self.augment = "full" if self.augment else "none"
         if self.augment not in AUGMENTATION:
@@ -243,15 +255,18 @@ def make_clip(
     head=None,
     rig: TeacherRig | None = None,
     pixels: bool = False,
+    label_phones: bool = False,
 ) -> Clip:
     """Teacher ground truth + student inputs for one utterance and one AU script (with
-    ``pixels=True`` also the front view at :data:`PIXEL_SIZE` for the pixel evaluation)."""
+    ``pixels=True`` also the front view at :data:`PIXEL_SIZE` for the pixel evaluation; with
+    ``label_phones=True`` the phone windows come from ``lab`` instead of the recogniser)."""
     from .viz import to_uint8
 
     wave = load_audio(wav)
     feats = mel_features(wave, FEATURE_SR)
     T = feats.n_frames
-    phones = phonetic_features(wave, n_frames=T).mel_windows
+    given = read_phone_labels(lab) if label_phones and lab is not None else None
+    phones = phonetic_features(wave, n_frames=T, phones=given).mel_windows
     speech = lab if lab is not None else wav
     seq = sequence(speech, script, cameras, head=head, rig=rig, resample_aus=True, n_frames=T)
     aus_true = torch.as_tensor(seq.aus, dtype=torch.float32)
@@ -274,11 +289,12 @@ def make_clip(
     )
 
 
-def corpus_clip(utt, script, au_noise: float, seed: int, augment: str, rig=None) -> Clip:
+def corpus_clip(utt, script, au_noise: float, seed: int, augment: str, rig=None, label_phones: bool = True) -> Clip:
     """A corpus utterance (optionally augmented) with an AU script (``None``: a neutral face):
     the student's inputs (log-mel and phone windows, noisy AUs) and the teacher's vertices (no
     frames; the speech landmark loss projects the vertices). ``augment``: a key of
-    :data:`emozone_lite.corpus.AUGMENTATION` (``TrainConfig.augment``)."""
+    :data:`emozone_lite.corpus.AUGMENTATION` (``TrainConfig.augment``); ``label_phones``: phone
+    windows from the (augmented) labels, else recognised from the audio."""
     from .corpus import AUGMENTATION, augment_speech
 
     wave, phones = utt.audio, utt.phones
@@ -298,7 +314,10 @@ def corpus_clip(utt, script, au_noise: float, seed: int, augment: str, rig=None)
         frames=torch.zeros(0),
         landmarks2d=torch.zeros(0),
         vertices=verts.float(),
-        phone_windows=torch.as_tensor(phonetic_features(wave, FEATURE_SR, n_frames=T).mel_windows, dtype=torch.float32),
+        phone_windows=torch.as_tensor(
+            phonetic_features(wave, FEATURE_SR, n_frames=T, phones=phones if label_phones else None).mel_windows,
+            dtype=torch.float32,
+        ),
     )
 
 
@@ -358,15 +377,18 @@ def build_dataset(cfg: TrainConfig, progress: bool = True) -> Dataset:
             head=head,
             rig=rig,
             pixels=split == "test",
+            label_phones=split == "train" and cfg.corpus_phones == "labels",
         )
         (train if split == "train" else test).append(clip)
     ds = Dataset(train, test, cams, cfg.holdout_every)
     for k, utt in enumerate(tqdm(corpus[: cfg.corpus_utterances], desc="corpus speech", disable=not progress)):
         s = cfg.seed * 1000 + 500 + k
-        # neutral expression: this loss teaches speech → mouth; the photometric clips teach the AUs
-        # (with emotion scripts here too, the AU-driven jaw and lips swamp the speech signal and
-        # the speech loss stalls — measured: lip sync 0.4 on its own training clips)
-        ds.speech.append(corpus_clip(utt, None, cfg.au_noise, s, cfg.augment, rig))
+        # neutral expression: this loss teaches speech → mouth; the photometric clips teach the AUs.
+        # Emotion scripts here do not teach the student a surprise's jaw drop either: with a
+        # random script on a third / two thirds of these clips (300 steps, label phones), lip
+        # sync on the real recordings with the surprise edit stayed at -0.09 / 0.01 (a0007) and
+        # 0.45 / 0.60 (a0009), and on neutral speech it fell (pixel 0.76 / 0.57 on a0007)
+        ds.speech.append(corpus_clip(utt, None, cfg.au_noise, s, cfg.augment, rig, cfg.corpus_phones == "labels"))
     for c in train:
         idx = torch.arange(c.n_frames)
         held = (idx % cfg.holdout_every) == (cfg.holdout_every // 2)
@@ -487,12 +509,14 @@ def train(
     resume: bool = True,
     progress: bool = True,
     head=None,
+    on_step=None,
 ) -> tuple[EmoZoneLite, list[dict]]:
     """Train one model; checkpoints to ``out_dir/checkpoint.pt`` every ``ckpt_every`` steps.
 
     With ``resume=True`` and a checkpoint present, training continues from its step
     (same config required: a checkpoint from another config raises ``ValueError``), so an
     interrupted run loses at most one checkpoint interval. Deterministic for a seed.
+    ``on_step(record)``, if given, is called with each step's history record.
 
     Returns:
         ``(model, history)`` with one dict per step (``step, loss, photo, lmk, seconds``).
@@ -570,6 +594,8 @@ def train(
         }
         history.append(rec)
         bar.set_postfix(loss=f"{rec['loss']:.4f}")
+        if on_step is not None:
+            on_step(rec)
         if ckpt is not None and ((step + 1) % train_cfg.ckpt_every == 0 or step + 1 == train_cfg.steps):
             save_checkpoint(ckpt, model, opt, step + 1, train_cfg, history)
     model.eval()
@@ -859,6 +885,107 @@ def run_name(model_cfg: ModelConfig) -> str:
     return f"{model_cfg.name.replace('+', '_')}-{_key(model_cfg.to_dict(), {'model_version': MODEL_VERSION})}"
 
 
+def default_workers(n_runs: int) -> int:
+    """Processes for training ``n_runs`` runs: one per CPU core up to ``n_runs`` on CPU, one on
+    CUDA. Measured on 2 cores: a step of the default model takes 0.47 s with 2 torch threads and
+    0.39 s with 1, and two 1-thread processes side by side take 0.38 s each — twice the
+    throughput of one 2-thread process (the model's ops are too small to use two threads well)."""
+    if torch.cuda.is_available():
+        return 1
+    return max(1, min(n_runs, os.cpu_count() or 1))
+
+
+def _train_worker(job: int, model_cfg: dict, train_cfg: dict, data_file: str, out_dir: str, threads: int,
+                  queue) -> int:  # fmt: skip
+    """One run of :func:`train_parallel`, in a worker process (importable for ``spawn``)."""
+    from .threads import configure_threads
+
+    configure_threads(threads)
+    mc, tc = ModelConfig.from_dict(model_cfg), TrainConfig.from_dict(train_cfg)
+    train(mc, tc, load_dataset(data_file, tc), out_dir, resume=True, progress=False,
+          on_step=lambda rec: queue.put((job, rec["step"])))  # fmt: skip
+    return job
+
+
+def train_parallel(jobs, workers: int, progress: bool = True) -> None:
+    """Train several runs in ``workers`` processes at once, each with ``cpu_count // workers``
+    threads; one progress bar counts the steps of all.
+
+    Args:
+        jobs: ``[(model_cfg, train_cfg, data, out_dir), …]`` — what :func:`train` takes; runs may
+            share a dataset or not.
+        workers: processes (``spawn``ed; see :func:`default_workers`).
+
+    The same checkpoints (and resume) as :func:`train` in this process: finished runs are not
+    started again, interrupted ones resume; load the results with ``train(..., resume=True)``,
+    which finds them finished. Float results can differ from a one-process run in the last
+    digits (another thread count sums in another order). A worker's exception is raised here.
+    """
+    import multiprocessing as mp
+    import queue as queue_mod
+    import tempfile
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    from tqdm.auto import tqdm
+
+    done_steps, todo = {}, []
+    for k, (_, tc, _, out_dir) in enumerate(jobs):
+        ck = Path(out_dir) / "checkpoint.pt"
+        done_steps[k] = min(tc.steps, int(read_checkpoint(ck)["step"])) if ck.exists() else 0
+        if done_steps[k] < tc.steps:
+            todo.append(k)
+    if not todo:
+        return
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    ctx = mp.get_context("spawn")  # not fork: the parent's OpenMP and numba thread pools do not survive it
+    total = sum(tc.steps for _, tc, _, _ in jobs)
+    bar = tqdm(total=total, initial=sum(done_steps.values()), disable=not progress,
+               desc=f"train {len(todo)} runs in {min(workers, len(todo))} processes")  # fmt: skip
+    files: dict[int, str] = {}  # id(dataset) → the file its training clips are written to
+    try:
+        # the workers read the training clips from a file (not pickled tensors: a file descriptor
+        # per tensor would exceed small open-file limits)
+        for k in todo:
+            _, _, data, out_dir = jobs[k]
+            if id(data) not in files:
+                Path(out_dir).parent.mkdir(parents=True, exist_ok=True)
+                fd, tmp = tempfile.mkstemp(suffix=".pt", prefix=".dataset-", dir=Path(out_dir).parent)
+                os.close(fd)
+                files[id(data)] = tmp
+                save_dataset(Dataset(data.train, [], data.cameras, data.holdout_every, data.train_frames,
+                                     data.heldout_frames, data.speech), tmp)  # fmt: skip
+        with ctx.Manager() as manager, ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+            q = manager.Queue()
+            pending = {
+                pool.submit(
+                    _train_worker,
+                    k,
+                    jobs[k][0].to_dict(),
+                    jobs[k][1].to_dict(),
+                    files[id(jobs[k][2])],
+                    str(jobs[k][3]),
+                    threads,
+                    q,
+                )
+                for k in todo
+            }
+            while pending:
+                done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                while True:
+                    try:
+                        k, step = q.get_nowait()
+                    except queue_mod.Empty:
+                        break
+                    bar.update(step - done_steps[k])
+                    done_steps[k] = step
+                for f in done:
+                    f.result()  # a worker's exception is raised here
+    finally:
+        bar.close()
+        for tmp in files.values():
+            Path(tmp).unlink(missing_ok=True)
+
+
 def run_ablation(
     train_cfg: TrainConfig,
     data: Dataset,
@@ -867,17 +994,26 @@ def run_ablation(
     progress: bool = True,
     resume: bool = True,
     runs_dir: str | os.PathLike | None = None,
+    workers: int | None = None,
 ) -> dict:
     """Train and evaluate each run with the same seed and budget; write
     ``ablation.json``, ``ablation.md`` and ``ablation.png`` to ``out_dir``.
 
     Checkpoints go to ``runs_dir/<run_name>/checkpoint.pt`` (default ``out_dir/runs``);
-    finished runs are reused and interrupted ones resume."""
+    finished runs are reused and interrupted ones resume. ``workers`` > 1 trains the runs
+    in that many processes at once (:func:`train_parallel`; default: :func:`default_workers`)."""
     out_dir = Path(out_dir)
     runs_dir = Path(runs_dir) if runs_dir is not None else out_dir / "runs"
+    workers = default_workers(len(runs)) if workers is None else workers
+    workers = workers if resume else 1  # the parallel runs are loaded by resuming them
+    if workers > 1:
+        train_parallel([(cfg, train_cfg, data, runs_dir / run_name(cfg)) for cfg in runs], workers, progress)
     results, models, histories = {}, {}, {}
     for cfg in runs:
-        model, hist = train(cfg, train_cfg, data, runs_dir / run_name(cfg), resume=resume, progress=progress)
+        # (after train_parallel this loads the finished runs: no progress bar to show)
+        model, hist = train(
+            cfg, train_cfg, data, runs_dir / run_name(cfg), resume=resume, progress=progress and workers <= 1
+        )
         results[cfg.name] = evaluate(model, data)
         models[cfg.name], histories[cfg.name] = model, hist
     test_split = heldout_split(results)
@@ -963,11 +1099,13 @@ def default_train_config(fast: bool | None = None) -> TrainConfig:
 
 # ------------------------------------------------------------------------- caching
 #: Bump when the teacher, the data or the features change, to invalidate cached datasets.
-DATA_VERSION = (
-    3  # 2: the neutral head with a mouth inside, FACS-sized fields, pixel frames; 3: speech corpus, phone windows
-)
+#: 2: the neutral head with a mouth inside, FACS-sized fields, pixel frames; 3: speech corpus,
+#: phone windows; 4: word-level phone recognition, training phone windows from the labels
+DATA_VERSION = 4
 #: Bump when the network's parameters change, to invalidate cached runs.
-MODEL_VERSION = 4  # 4: phone front-end by default, speech loss over several corpus utterances
+#: 4: phone front-end by default, speech loss over several corpus utterances; 5: trained on label
+#: phone windows, tested on word-level recognition
+MODEL_VERSION = 5
 
 
 def _key(*parts: dict) -> str:
@@ -976,7 +1114,10 @@ def _key(*parts: dict) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]
 
 
-_DATA_FIELDS = ("image_size", "yaws", "au_noise", "n_scripts", "holdout_every", "seed", "corpus_utterances", "augment")
+_DATA_FIELDS = (
+    "image_size", "yaws", "au_noise", "n_scripts", "holdout_every", "seed", "corpus_utterances", "augment",
+    "corpus_phones",
+)  # fmt: skip
 
 
 def _head_fingerprint() -> str:
@@ -993,21 +1134,16 @@ def cached_dataset(cfg: TrainConfig, progress: bool = True, directory: str | os.
     path = d / f"dataset-{key}.pt"
     if path.exists():
         try:
-            blob = torch.load(path, map_location="cpu", weights_only=True)
-            clips = {s: [Clip(**{**c, "wav": Path(c["wav"])}) for c in blob[s]] for s in ("train", "test", "speech")}
-            ds = Dataset(
-                clips["train"],
-                clips["test"],
-                make_cameras(cfg),
-                cfg.holdout_every,
-                list(blob["train_frames"]),
-                list(blob["heldout_frames"]),
-                clips["speech"],
-            )
-            return ds
+            return load_dataset(path, cfg)
         except Exception:  # a stale or damaged cache is rebuilt, never trusted
             pass
     ds = build_dataset(cfg, progress=progress)
+    save_dataset(ds, path)
+    return ds
+
+
+def save_dataset(ds: Dataset, path: str | os.PathLike) -> Path:
+    """Write ``ds`` (clips and frame splits; not the cameras) atomically to ``path``."""
     blob = {
         s: [{**{f.name: getattr(c, f.name) for f in fields(Clip)}, "wav": str(c.wav)} for c in getattr(ds, s)]
         for s in ("train", "test", "speech")
@@ -1015,7 +1151,22 @@ def cached_dataset(cfg: TrainConfig, progress: bool = True, directory: str | os.
     blob["train_frames"], blob["heldout_frames"] = ds.train_frames, ds.heldout_frames
     with atomic_write(path, "wb") as f:
         torch.save(blob, f)
-    return ds
+    return Path(path)
+
+
+def load_dataset(path: str | os.PathLike, cfg: TrainConfig) -> Dataset:
+    """A dataset written by :func:`save_dataset`, with the cameras of ``cfg``."""
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    clips = {s: [Clip(**{**c, "wav": Path(c["wav"])}) for c in blob[s]] for s in ("train", "test", "speech")}
+    return Dataset(
+        clips["train"],
+        clips["test"],
+        make_cameras(cfg),
+        cfg.holdout_every,
+        list(blob["train_frames"]),
+        list(blob["heldout_frames"]),
+        clips["speech"],
+    )
 
 
 def ablation_dir(train_cfg: TrainConfig, directory: str | os.PathLike | None = None) -> Path:

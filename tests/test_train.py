@@ -114,6 +114,33 @@ def test_checkpoint_errors(cfg, data, tmp_path):
         T.read_checkpoint(other)
 
 
+def test_parallel_training_matches_one_process_and_resumes(cfg, data, tmp_path):
+    """train_parallel (2 spawned processes, 1 thread each) writes the checkpoints train() would:
+    the same parameters within float tolerance (another thread count sums in another order);
+    finished runs are not trained again; a worker's error reaches the caller."""
+    runs = (SMALL, ModelConfig.from_dict({**SMALL.to_dict(), "fusion": "implicit"}))
+    jobs = [(mc, cfg, data, tmp_path / "par" / T.run_name(mc)) for mc in runs]
+    T.train_parallel(jobs, workers=2, progress=False)
+    for mc in runs:
+        ck = tmp_path / "par" / T.run_name(mc) / "checkpoint.pt"
+        assert T.read_checkpoint(ck)["step"] == cfg.steps
+        ref, _ = T.train(mc, cfg, data, out_dir=tmp_path / "one" / T.run_name(mc), resume=False, progress=False)
+        got, hist = T.train(mc, cfg, data, out_dir=ck.parent, resume=True, progress=False)  # loads, trains nothing
+        assert len(hist) == cfg.steps
+        for k, v in _params(ref).items():
+            torch.testing.assert_close(_params(got)[k], v, rtol=1e-4, atol=1e-5)
+    before = {mc.name: (tmp_path / "par" / T.run_name(mc) / "checkpoint.pt").stat().st_mtime_ns for mc in runs}
+    T.train_parallel(jobs, workers=2, progress=False)
+    assert {mc.name: (tmp_path / "par" / T.run_name(mc) / "checkpoint.pt").stat().st_mtime_ns for mc in runs} == before
+    assert not list((tmp_path / "par").glob(".dataset-*")), "the workers' dataset file is removed"
+    bad = tmp_path / "bad" / T.run_name(SMALL)
+    bad.mkdir(parents=True)
+    other = T.TrainConfig.from_dict({**cfg.to_dict(), "lr": 1e-4, "steps": 2})
+    T.train(SMALL, other, data, out_dir=bad, resume=False, progress=False)  # a run of another config is there
+    with pytest.raises(ValueError, match="another config"):
+        T.train_parallel([(SMALL, cfg, data, bad)], workers=2, progress=False)
+
+
 def test_evaluate_and_ablation_outputs(cfg, data, tmp_path):
     short = T.TrainConfig.from_dict({**cfg.to_dict(), "steps": 2})
     runs = (
@@ -218,6 +245,32 @@ def test_corpus_dataset_holds_both_real_recordings_out(corpus_data):
     assert float(opening.max() - opening.min()) > 0.05
 
 
+def test_training_reads_label_phones_and_tests_on_recognised_ones(corpus_cfg, corpus_data):
+    """corpus_phones="labels" (the default): the training speech's phone windows are its labels'
+    phones; the real test recordings are always recognised (the word recogniser)."""
+    from emozone_lite.audio import load_audio
+    from emozone_lite.phonetic import phonetic_features
+    from emozone_lite.utils import data_path
+
+    assert T.TrainConfig().corpus_phones == "labels"
+    with pytest.raises(ValueError, match="corpus_phones must be one of"):
+        T.TrainConfig(corpus_phones="guessed")
+    utts = T.corpus_selection(corpus_cfg.corpus_utterances + corpus_cfg.n_scripts)
+    for c, u in zip(corpus_data.speech, utts):
+        want = phonetic_features(u.audio, n_frames=c.n_frames, phones=u.phones).mel_windows
+        np.testing.assert_allclose(c.phone_windows.numpy(), want, atol=1e-6)
+    photometric = corpus_data.train[0]
+    u = utts[corpus_cfg.corpus_utterances]
+    want = phonetic_features(u.audio, n_frames=photometric.n_frames, phones=u.phones).mel_windows
+    np.testing.assert_allclose(photometric.phone_windows.numpy(), want, atol=1e-6)
+    test = corpus_data.test[0]
+    heard = phonetic_features(load_audio(data_path("arctic_a0007.wav")), n_frames=test.n_frames).mel_windows
+    np.testing.assert_allclose(test.phone_windows.numpy(), heard, atol=1e-6)
+    # a recognised corpus clip reads the audio, not the label
+    rec = T.corpus_clip(utts[0], None, 0.0, 0, "none", label_phones=False)
+    assert not np.allclose(rec.phone_windows.numpy(), corpus_data.speech[0].phone_windows.numpy())
+
+
 def test_speech_vertices_are_the_lower_face():
     idx = T.speech_vertices()
     from emozone_lite.metrics import MOUTH_IDX
@@ -306,13 +359,17 @@ def test_the_shipped_model_loads_with_this_version_and_its_mouth_follows_real_sp
     frames = T.render_clip(model, torch.as_tensor(feats.mel_windows), torch.as_tensor(feats.energy), aus, cam,
                            progress=False)  # fmt: skip
     assert frames.shape == (feats.n_frames, 48, 48, 3) and torch.isfinite(frames).all()
-    with torch.no_grad():
-        verts = model(torch.as_tensor(feats.mel_windows), torch.as_tensor(feats.energy), aus).vertices
-    teacher, _ = vertex_sequence(data_path("arctic_a0009_phone.lab"), None, n_frames=feats.n_frames)
     front = Camera.orbit(yaw_deg=0.0, width=256, height=256)
-    p = T._project(verts, front.viewmat[None], front.K[None])[:, 0].numpy()
-    g = T._project(teacher.float(), front.viewmat[None], front.K[None])[:, 0].numpy()
-    assert lip_sync_corr(mouth_opening(p), mouth_opening(g)) > 0.5, "the shipped student mumbles on real speech"
+    for stem in ("arctic_a0009", "arctic_a0007"):  # measured (geometric): 0.98 and 0.84
+        feats = model.audio_features(load_audio(data_path(f"{stem}.wav")), 16000)
+        aus = torch.zeros(feats.n_frames, 17)
+        with torch.no_grad():
+            verts = model(torch.as_tensor(feats.mel_windows), torch.as_tensor(feats.energy), aus).vertices
+        teacher, _ = vertex_sequence(data_path(f"{stem}_phone.lab"), None, n_frames=feats.n_frames)
+        p = T._project(verts, front.viewmat[None], front.K[None])[:, 0].numpy()
+        g = T._project(teacher.float(), front.viewmat[None], front.K[None])[:, 0].numpy()
+        sync = lip_sync_corr(mouth_opening(p), mouth_opening(g))
+        assert sync > 0.75, f"the shipped student mumbles on the real recording {stem}: lip sync {sync:.2f}"
 
 
 def test_a_stale_shipped_model_names_the_fix(monkeypatch):

@@ -6,7 +6,14 @@ import pytest
 import torch
 
 from emozone_lite.head import load_head
-from emozone_lite.model import AudioEncoder, EmoZoneLite, ModelConfig, evenly_spread_subset, vertex_readout_matrix
+from emozone_lite.model import (
+    AudioEncoder,
+    EmoZoneLite,
+    ModelConfig,
+    evenly_spread_subset,
+    mouth_first_subset,
+    vertex_readout_matrix,
+)
 
 #: these tests feed log-mel windows ([T, 16, 80]); the phone front-end (the default) is tested in
 #: test_phonetic.py
@@ -20,6 +27,33 @@ def test_the_default_front_end_is_phones():
 @pytest.fixture(scope="module")
 def head():
     return load_head()
+
+
+def test_mouth_first_subset_keeps_the_mouth_and_covers_the_rest(head):
+    """The default subset: every mouth Gaussian (interior + face near the lips) kept, the rest
+    evenly thinned with scales × sqrt(total / kept) of its group; "even" is the plain subset."""
+    from emozone_lite.head.parts import EYES, FACE, parts_of
+
+    idx, fac = mouth_first_subset(head, 10000)
+    assert len(idx) == 10000 and len(set(idx.tolist())) == 10000 and bool((idx[1:] > idx[:-1]).all())
+    part = parts_of(head)
+    interior = torch.nonzero((part != FACE) & (part != EYES)).squeeze(1)
+    assert set(interior.tolist()) <= set(idx.tolist()), "the mouth interior is kept whole"
+    assert bool((fac[torch.isin(idx, interior)] == 1).all())
+    thinned = fac > 1
+    n_rest = int(thinned.sum())
+    n_rest_total = len(head) - int((fac == 1).sum())
+    torch.testing.assert_close(fac[thinned], torch.full((n_rest,), (n_rest_total / n_rest) ** 0.5))
+    m = EmoZoneLite(ModelConfig(audio_frontend=FE, n_gaussians=10000), head)
+    torch.testing.assert_close(m.scales, head.scales[idx].float() * fac[:, None])
+    even = EmoZoneLite(ModelConfig(audio_frontend=FE, n_gaussians=600, subset="even"), head)
+    torch.testing.assert_close(even.means, head.means[evenly_spread_subset(len(head), 600)].float())
+    small, small_fac = mouth_first_subset(head, 300)  # a small model: the mouth takes at most 60 %
+    assert len(small) == 300 and int(torch.isin(small, interior).sum()) <= 180
+    all_idx, all_fac = mouth_first_subset(head, None)
+    assert len(all_idx) == len(head) and bool((all_fac == 1).all())
+    with pytest.raises(ValueError, match="subset must be"):
+        ModelConfig(subset="random")
 
 
 def _inputs(T=12, seed=0):
@@ -187,7 +221,7 @@ def test_vertex_readout_inverts_carry(head):
     assert covered.float().mean() > 0.95
     torch.testing.assert_close(back[covered], disp[covered], rtol=0, atol=1e-6)
     # the model's scatter readout is the same linear map as the dense matrix
-    m = EmoZoneLite(ModelConfig(audio_frontend=FE, n_gaussians=6000), head)
+    m = EmoZoneLite(ModelConfig(audio_frontend=FE, n_gaussians=6000, subset="even"), head)
     dm = torch.randn(2, 6000, 3)
     torch.testing.assert_close(m.vertex_displacement(dm), torch.einsum("vn,bnk->bvk", A, dm), rtol=1e-5, atol=1e-6)
 

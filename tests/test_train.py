@@ -73,6 +73,23 @@ def test_training_is_deterministic_and_resumes(cfg, data, tmp_path):
     assert not [p for p in (tmp_path / "c").iterdir() if p.name.startswith(".")], "temporary files left behind"
 
 
+def test_the_shape_regulariser_keeps_gaussian_shapes_near_rest(cfg, data, tmp_path):
+    """lambda_shape pulls the student's scale and rotation changes towards none (the default
+    is on: without it the lip Gaussians grew over the mouth)."""
+    assert T.TrainConfig().lambda_shape == 1.0
+
+    def shape_change(lam):
+        tc = T.TrainConfig.from_dict({**cfg.to_dict(), "lambda_shape": lam, "steps": 8, "lr": 2e-2})
+        m, _ = T.train(SMALL, tc, data, out_dir=None, resume=False, progress=False)
+        c = data.train[0]
+        with torch.no_grad():
+            st = m(c.audio_for(m), c.energy, c.aus_input)
+        return float((st.scales / m.scales).log().abs().mean())
+
+    free, held = shape_change(0.0), shape_change(100.0)
+    assert held < 0.5 * free, (held, free)
+
+
 def test_augment_setting_is_a_named_preset():
     from emozone_lite.corpus import AUGMENTATION
 

@@ -106,11 +106,11 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"lip sync on real speech (neutral face), SZ-PAB + CIT-AE, {corpus_cfg.steps} steps, "
           f"{a.corpus} corpus utterances, {os.cpu_count()} cores "
           f"({out['seconds'] / 60:.1f} min)")  # fmt: skip
-    print(f"{'run':<28}{'recording':<14}" + "".join(f"{lbl:>13}" for _, lbl in COLUMNS))
+    print(f"{'run':<31}{'recording':<14}" + "".join(f"{lbl:>13}" for _, lbl in COLUMNS))
     for name, r in out["runs"].items():
         for rec, m in r["metrics"].items():
             star = "*" if name.startswith("one utterance") and rec == "arctic_a0009" else " "  # its training speech
-            print(f"{name:<28}{rec + star:<14}" + "".join(f"{fmt(m.get(k)):>13}" for k, _ in COLUMNS))
+            print(f"{name:<31}{rec + star:<14}" + "".join(f"{fmt(m.get(k)):>13}" for k, _ in COLUMNS))
     print("targets: sync >= 0.8, range 0.8-1.2 (geom and pixel); * = the run's training utterance")
     if a.out:
         d = Path(a.out)

@@ -10,7 +10,8 @@ single run cannot tell a real difference from luck. This script trains (or loads
 the cache that ``make demo`` and notebook 07 share, ``train.cached_ablation``) the
 ablation for every seed and prints, on the held-out utterance, each metric per seed
 with its mean and standard deviation, and how often each part of the paper's claim
-(``train.claim_check``) held. Full budget: about 2 minutes per seed on 2 cores.
+(``train.claim_check``) held. Full budget: 5.4–6.7 minutes per seed on 2 cores (measured, the
+four runs two at a time).
 """
 
 from __future__ import annotations

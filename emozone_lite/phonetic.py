@@ -100,9 +100,10 @@ def _allphone_segments(pcm: bytes) -> list[tuple[str, float, float]]:
 
 
 def _word_segments(pcm: bytes) -> list[tuple[str, float, float]] | None:
-    """Words decoded with the language model, then their phones force-aligned (two passes, as
-    PocketSphinx's ``set_alignment`` asks). ``None`` when no words were recognised or the
-    alignment failed (the caller falls back to the phone loop)."""
+    """Words decoded with the language model, then their phones force-aligned: three decoder
+    passes (decode; align the words, ``set_align_text``; align their phones, ``set_alignment``,
+    as PocketSphinx asks). ``None`` when no words were recognised or the alignment failed (the
+    caller falls back to the phone loop)."""
     dec = _decoder("words")
     try:
         _decode(dec, pcm)

@@ -10,7 +10,8 @@ parameters, then the 17 intensity AUs ``AU01_r … AU45_r`` (0–5) and 18 prese
   :class:`~emozone_lite.aus.AUTrack`; failed frames are kept, interpolated with
   :func:`~emozone_lite.aus.fill_failed_frames` and marked in ``track.success``.
 * :func:`write_openface_csv` writes a track in the full 714-column layout
-  (:data:`OPENFACE_COLUMNS`, from :func:`openface_columns`).
+  (:data:`OPENFACE_COLUMNS`, from :func:`openface_columns`), optionally with a video's
+  own timestamps and the 68 2-D landmarks (what :mod:`emozone_lite.track` writes).
 
 The AU track itself (:class:`~emozone_lite.aus.AUTrack`, the FACS table) lives in
 ``emozone_lite.aus``, which also re-exports these names (``aus.read_openface_csv``).
@@ -265,30 +266,65 @@ def write_openface_csv(
     *,
     presence_threshold: float = 1.0,
     decimals: int = 3,
+    timestamps=None,
+    landmarks=None,
 ) -> None:
     """Write ``track`` as an OpenFace 2.x CSV with the full 714-column layout.
 
     The layout is :data:`OPENFACE_COLUMNS` with OpenFace's ``", "`` separator (so
     header names after the first start with a space), which pandas, OpenFace's own
     tools and talking-head data loaders read. Columns the track does not know
-    (gaze, landmarks, pose, PDM) are 0. ``frame`` counts from 1, ``timestamp`` is
-    ``(frame - 1) / fps``, ``confidence`` / ``success`` come from the track (1 when
-    absent), ``AU*_c`` is 1 where ``AU*_r >= presence_threshold`` (AU28_c is 0).
-    Intensities keep ``decimals`` decimals (OpenFace itself writes 2). The file is
-    written atomically.
+    (gaze, eye landmarks, pose, 3-D landmarks, PDM) are 0. ``frame`` counts from 1,
+    ``timestamp`` is ``(frame - 1) / fps`` unless ``timestamps`` are given,
+    ``confidence`` / ``success`` come from the track (1 when absent), ``AU*_c`` is 1
+    where the written ``AU*_r >= presence_threshold`` (AU28_c is 0). Intensities keep
+    ``decimals`` decimals (OpenFace itself writes 2). The file is written atomically.
+
+    Args:
+        track: the AU track (``values [T, 17]``, ``confidence``, ``success``).
+        path: the CSV to write.
+        presence_threshold: ``AU*_c = AU*_r >= presence_threshold``.
+        decimals: decimals of the intensities.
+        timestamps: optional ``[T]`` seconds per frame (e.g. a video's presentation
+            timestamps, variable frame rate allowed), written with 3 decimals like OpenFace.
+        landmarks: optional ``[T, 68, 2]`` 2-D face landmarks in pixels, iBUG 68-point
+            order, written to ``x_0 … x_67, y_0 … y_67`` (2 decimals; NaN rows as 0).
+
+    Raises:
+        TypeError: ``track`` is not an :class:`AUTrack`.
+        ValueError: ``timestamps`` / ``landmarks`` of the wrong shape, or non-finite timestamps.
     """
     if not isinstance(track, AUTrack):
         raise TypeError(f"write_openface_csv: expected an AUTrack, got {type(track).__name__}")
     T = len(track)
     conf = track.confidence if track.confidence is not None else np.ones(T, np.float32)
     succ = track.success if track.success is not None else np.ones(T, bool)
-    n_zero = OPENFACE_COLUMNS.index("AU01_r") - 5  # gaze … PDM columns
-    zeros = ", ".join(["0"] * n_zero)
+    if timestamps is None:
+        ts = np.arange(T) / track.fps
+    else:
+        ts = np.asarray(timestamps, dtype=np.float64)
+        if ts.shape != (T,) or not np.isfinite(ts).all():
+            raise ValueError(f"timestamps: expected [{T}] finite seconds (one per frame), got shape {ts.shape}")
+    n_mid = OPENFACE_COLUMNS.index("AU01_r") - 5  # gaze … PDM columns
+    mid = ["0"] * n_mid
+    lmk = None
+    if landmarks is not None:
+        lmk = np.asarray(landmarks, dtype=np.float64)
+        if lmk.shape != (T, 68, 2):
+            raise ValueError(f"landmarks: expected [{T}, 68, 2] pixels (iBUG 68-point order), got shape {lmk.shape}")
+        lmk = np.where(np.isfinite(lmk), lmk, 0.0)
+        x0 = OPENFACE_COLUMNS.index("x_0") - 5
+        y0 = OPENFACE_COLUMNS.index("y_0") - 5
+    middle = ", ".join(mid)
     c_idx = [(_AU_INDEX.get(a)) for a in OPENFACE_AU_C]
     with atomic_write(path, "w") as f:
         f.write(", ".join(OPENFACE_COLUMNS) + "\n")
         for t in range(T):
-            r = track.values[t]
+            r = np.round(track.values[t].astype(np.float64), decimals)  # _c agrees with the _r written
             au_r = ", ".join(f"{x:.{decimals}f}" for x in r)
             au_c = ", ".join("0" if j is None else str(int(r[j] >= presence_threshold)) for j in c_idx)
-            f.write(f"{t + 1}, 0, {t / track.fps:.3f}, {conf[t]:.2f}, {int(succ[t])}, {zeros}, {au_r}, {au_c}\n")
+            if lmk is not None:
+                mid[x0 : x0 + 68] = [f"{v:.2f}" for v in lmk[t, :, 0]]
+                mid[y0 : y0 + 68] = [f"{v:.2f}" for v in lmk[t, :, 1]]
+                middle = ", ".join(mid)
+            f.write(f"{t + 1}, 0, {ts[t]:.3f}, {conf[t]:.2f}, {int(succ[t])}, {middle}, {au_r}, {au_c}\n")

@@ -520,8 +520,10 @@ def pixel_metrics(pred: FrameDetections, ref: FrameDetections) -> dict[str, floa
         / ``pixel_aue_lower_geometric`` (landmark AUs vs the neutral reference), ``pixel_lmd_mouth``
         / ``pixel_lmd_upper`` (pixels), ``pixel_lip_sync`` (correlation of mouth openings),
         ``pixel_mouth_range`` (student range / teacher range), ``pixel_jitter_au`` /
-        ``pixel_jitter_au_teacher`` (of the blendshape AU tracks, consecutive frames only when
-        none is missing), and the counts. NaN where a value is undefined.
+        ``pixel_jitter_au_teacher`` (of the blendshape AU tracks) and ``pixel_jitter_upper_lmk``
+        / ``pixel_jitter_upper_lmk_teacher`` (of the detected upper-face landmarks,
+        :data:`UPPER_FACE_IDX`, pixels²) — jitter on consecutive frames only, so NaN when a face
+        is missing in any frame — and the counts. NaN where a value is undefined.
     """
     if len(pred) != len(ref):
         raise ValueError(f"pred and ref must cover the same frames, got {len(pred)} and {len(ref)}")
@@ -535,7 +537,7 @@ def pixel_metrics(pred: FrameDetections, ref: FrameDetections) -> dict[str, floa
     keys = (
         "pixel_aue_upper", "pixel_aue_lower", "pixel_aue_upper_geometric", "pixel_aue_lower_geometric",
         "pixel_lmd_mouth", "pixel_lmd_upper", "pixel_lip_sync", "pixel_mouth_range",
-        "pixel_jitter_au", "pixel_jitter_au_teacher",
+        "pixel_jitter_au", "pixel_jitter_au_teacher", "pixel_jitter_upper_lmk", "pixel_jitter_upper_lmk_teacher",
     )  # fmt: skip
     out.update(dict.fromkeys(keys, nan))
     if both.sum() < 2:
@@ -555,4 +557,6 @@ def pixel_metrics(pred: FrameDetections, ref: FrameDetections) -> dict[str, floa
     if both.all() and len(both) >= 3:
         out["pixel_jitter_au"] = float(jitter(pred.aus))
         out["pixel_jitter_au_teacher"] = float(jitter(ref.aus))
+        out["pixel_jitter_upper_lmk"] = float(jitter(pred.landmarks[:, UPPER_FACE_IDX]))
+        out["pixel_jitter_upper_lmk_teacher"] = float(jitter(ref.landmarks[:, UPPER_FACE_IDX]))
     return out

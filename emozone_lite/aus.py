@@ -404,7 +404,10 @@ def fill_failed_frames(values: np.ndarray, ok: np.ndarray) -> np.ndarray:
 #: ``preset(name, s)`` scales them. Notes: *surprise* and *fear* include AU25 because a jaw
 #: drop (AU26) parts the lips; *contempt* is unilateral in reality (R12A + R14A) but the 17
 #: AUs here are bilateral, so it is applied to both sides; *disgust* uses AU09 + AU15 + AU10
-#: (EMFACS lists 9 or 10 with 15/16/17). *as photographed* reproduces the bundled photo's
+#: (EMFACS lists 9 or 10 with 15/16/17); *anger* is the EMFACS prototype 4+5+7+17+23 (Cohn et
+#: al. 2005's listing; 4+5+7+23 is another): a face detector cannot read AU05 and AU07 together
+#: (raised upper and lower lids cancel in the eye aperture, ``benchmarks/expression_visibility.py``),
+#: and it does read the chin raiser. *as photographed* reproduces the bundled photo's
 #: smile on the neutral head: AU07, AU10 and AU12 as MediaPipe's blendshapes read the photo
 #: (1.55, 2.36, 4.51), AU25 for its lips parted over the teeth (a 1 cm inner-lip gap on the
 #: registered mesh, which the blendshapes under-read as 0.31 because the teeth show).
@@ -412,7 +415,7 @@ PRESETS: dict[str, dict[str, float]] = {
     "neutral": {},
     "happy": {"AU06": 3.5, "AU12": 4.5},
     "surprise": {"AU01": 4.0, "AU02": 4.0, "AU05": 3.5, "AU25": 2.5, "AU26": 4.0},
-    "anger": {"AU04": 4.0, "AU05": 2.5, "AU07": 4.0, "AU23": 4.0},
+    "anger": {"AU04": 4.0, "AU05": 2.5, "AU07": 4.0, "AU17": 2.5, "AU23": 4.0},
     "sadness": {"AU01": 4.0, "AU04": 2.5, "AU15": 4.0},
     "fear": {"AU01": 4.0, "AU02": 3.5, "AU04": 2.5, "AU05": 4.0, "AU07": 2.5, "AU20": 4.0, "AU25": 2.5, "AU26": 3.5},
     "disgust": {"AU09": 4.0, "AU10": 2.5, "AU15": 2.5},

@@ -191,7 +191,7 @@ def test_presets_are_emfacs_prototypes():
     assert on("neutral") == set()
     assert on("happy") == {"AU06", "AU12"}
     assert {"AU01", "AU02", "AU05", "AU26"} <= on("surprise")
-    assert on("anger") == {"AU04", "AU05", "AU07", "AU23"}
+    assert on("anger") == {"AU04", "AU05", "AU07", "AU17", "AU23"}
     assert on("sadness") == {"AU01", "AU04", "AU15"}
     assert {"AU01", "AU02", "AU04", "AU05", "AU07", "AU20", "AU26"} <= on("fear")
     assert {"AU09", "AU15"} <= on("disgust")

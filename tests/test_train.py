@@ -45,7 +45,7 @@ def test_dataset_shapes_and_splits(data, cfg):
     T_ = c.n_frames
     assert c.frames.shape == (T_, 2, 32, 32, 3) and c.landmarks2d.shape == (T_, 2, 468, 2)
     assert c.aus_input.shape == c.aus_true.shape == (T_, 17)
-    assert not torch.equal(c.aus_input, c.aus_true), "the student sees detector-noisy AUs"
+    assert not torch.equal(c.aus_input, c.aus_true), "the student sees the detector's reading, not the truth"
     tr, ho = data.train_frames[0].tolist(), data.heldout_frames[0].tolist()
     # every holdout_every-th frame (starting half way into the first period) is held out, the rest trains
     k = cfg.holdout_every
@@ -393,3 +393,84 @@ def test_a_stale_shipped_model_names_the_fix(monkeypatch):
     monkeypatch.setattr(T, "MODEL_VERSION", T.MODEL_VERSION + 1)
     with pytest.raises(ValueError, match="make_pretrained.py"):
         T.shipped_model()
+
+
+# ------------------------------------------------------------ detector-read input AUs
+def test_input_aus_are_what_the_detector_reads(data, corpus_data):
+    """The default input track is the detector's reading, not the truth plus noise: on the
+    test clip (rendered) MediaPipe's landmarks, on corpus clips (never rendered) the same
+    reading of the exact landmarks; both follow the truth where it moves (the surprise edit)."""
+    from emozone_lite.aus import au_index
+
+    test = data.test[0]
+    assert torch.equal(test.aus_input, T.detected_aus(test.pixel_frames))
+    assert test.aus_input.min() >= 0 and test.aus_input.max() <= 5
+    t = test.aus_true.numpy()
+    brows = [au_index("AU01"), au_index("AU02")]
+    before, after = t[:, brows[0]] < 0.5, t[:, brows[0]] > 3.5  # neutral half, surprise half
+    assert before.any() and after.any()
+    rise = test.aus_input[after][:, brows].mean() - test.aus_input[before][:, brows].mean()
+    assert rise > 1.0, f"the detector must see the surprise's brows rise, got {float(rise):.2f}"
+    sp = corpus_data.speech[0]
+    assert torch.equal(sp.aus_input, T.landmark_aus(sp.vertices))
+    jaw = sp.aus_input[:, au_index("AU26")].numpy()
+    assert jaw.max() > 0.5 and jaw.std() > 0.1, "a neutral speaking face reads a moving jaw (AU26) from speech"
+    rep = T.detector_report(data)
+    assert 0 < rep["mae"] < 2 and set(rep["mae_per_au"]) == set(T.aus_mod.AU_NAMES)
+    assert rep["jitter"] > 0 and rep["jitter_true"] >= 0
+
+
+def test_noise_input_aus_and_bad_setting():
+    g = torch.full((30, 17), 2.0)
+    a = T.input_aus("noise", g, 0.35, 0)
+    assert not torch.equal(a, g) and torch.equal(a, T.detector_noise(g, 0.35, 0))
+    with pytest.raises(ValueError, match="au_input must be one of"):
+        T.TrainConfig(au_input="openface")
+
+
+def test_landmark_aus_of_the_rest_mesh_are_zero():
+    from emozone_lite.landmarks import load_canonical_mesh
+
+    rest = torch.as_tensor(load_canonical_mesh().vertices, dtype=torch.float32)[None].repeat(3, 1, 1)
+    assert float(T.landmark_aus(rest).abs().max()) < 1e-4
+
+
+def test_the_detector_finding_no_face_is_a_clear_error():
+    with pytest.raises(ValueError, match="no face in any of the 2 frames"):
+        T.detected_aus(np.full((2, 64, 64, 3), 255, np.uint8))
+
+
+# ------------------------------------------------------------ expression clips and control
+def test_expression_clips_train_a_vertex_loss(corpus_cfg, tmp_path):
+    cfg = T.TrainConfig.from_dict({**corpus_cfg.to_dict(), "expression_utterances": 2, "expression_batch": 4})
+    ds = T.cached_dataset(cfg, progress=False, directory=tmp_path / "cache")
+    assert len(ds.expression) == 2
+    e = ds.expression[0]
+    assert e.aus_true.abs().sum() > 0, "expression clips carry an emotion script"
+    _, h1 = T.train(SMALL, cfg, ds, out_dir=tmp_path / "a", resume=False, progress=False)
+    assert all(r["expression"] > 0 and math.isfinite(r["expression"]) for r in h1)
+    # resuming replays the expression batches too: the same losses as one uninterrupted run
+    short = T.TrainConfig.from_dict({**cfg.to_dict(), "steps": 2})
+    T.train(SMALL, short, ds, out_dir=tmp_path / "b", resume=False, progress=False)
+    ck = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)
+    ck["train_config"] = cfg.to_dict()
+    torch.save(ck, tmp_path / "b" / "checkpoint.pt")
+    _, h2 = T.train(SMALL, cfg, ds, out_dir=tmp_path / "b", resume=True, progress=False)
+    np.testing.assert_allclose([r["expression"] for r in h2], [r["expression"] for r in h1], rtol=1e-5)
+    back = T.load_dataset(T.save_dataset(ds, tmp_path / "ds.pt"), cfg)
+    assert len(back.expression) == 2 and torch.equal(back.expression[1].vertices, ds.expression[1].vertices)
+
+
+def test_expression_control_reads_the_teacher_like_targets(cfg, data, tmp_path):
+    """On an untrained student the presets barely move the face; the table and JSON fields are
+    complete, and a model whose AU path is switched off reads ≈ 0."""
+    model, _ = _train_small(cfg, data, tmp_path / "r", 1)
+    r = T.expression_control(model, presets=["surprise", "happy"], size=192)
+    assert set(r["presets"]) == {"surprise", "happy"} and r["faces_missing"] == 0
+    for reading in ("geometric", "blendshapes"):
+        assert set(r[reading]) == {"intended_rise", "others_move"}
+        assert abs(r[reading]["intended_rise"]) < 0.5, "one training step gives no expression control"
+    row = r["presets"]["surprise"]["geometric"]
+    assert set(row["per_au"]) == set(T.aus_mod.AU_NAMES)
+    table = T.control_table({"small": r})
+    assert table.splitlines()[0].startswith("| run | rise, landmarks") and "| small |" in table

@@ -52,6 +52,11 @@ METRICS = (
     "lip_sync",
     "pixel_lip_sync",
     "pixel_mouth_range",
+    # speech → mouth on the held-out recordings with a neutral face (mean over them)
+    "speech_lip_sync",
+    "pixel_speech_lip_sync",
+    "speech_mouth_range",
+    "pixel_speech_mouth_range",
     # the emotion presets on the student (train.expression_control): intended AUs' rise, others' change
     "control_rise",
     "control_others",
@@ -66,6 +71,11 @@ def heldout(report: dict) -> dict[str, dict[str, float]]:
     for run, r in report["results"].items():
         c = report.get("expression_control", {}).get(run)
         row = dict(r[key])
+        speech = [v for k, v in r.items() if k.startswith("speech:")]  # neutral face, held-out recordings
+        for m in ("lip_sync", "pixel_lip_sync", "mouth_range", "pixel_mouth_range"):
+            vals = [math.nan if v.get(m) is None else float(v[m]) for v in speech]
+            name = m.replace("lip_sync", "speech_lip_sync").replace("mouth_range", "speech_mouth_range")
+            row[name] = statistics.fmean(vals) if vals else None
         if c is not None:
             row["control_rise"] = c["geometric"]["intended_rise"]
             row["control_others"] = c["geometric"]["others_move"]

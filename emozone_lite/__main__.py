@@ -1,10 +1,14 @@
-"""Command line: ``emozone-lite demo`` (the main job), ``render`` and ``track`` (your own files).
+"""Command line: ``emozone-lite demo`` (the main job), ``render`` and ``track`` (your own files), ``train`` (one run).
 
     python -m emozone_lite demo [--fast] [--out outputs]
+    python -m emozone_lite train --config my_run.json [--out runs/my_run]
+    torchrun --nproc_per_node=2 -m emozone_lite train --config my_run.yaml --out runs/my_run
     python -m emozone_lite render --audio my.wav [--aus my_openface.csv] --checkpoint outputs/model.pt --out my.mp4
     python -m emozone_lite track my_video.mp4 --out my_openface.csv [--plot my_aus.png]
 
-The work itself lives in :mod:`emozone_lite.demo` and :mod:`emozone_lite.track`; this
+The work itself lives in :mod:`emozone_lite.demo`, :mod:`emozone_lite.track` and
+:func:`emozone_lite.train.train_from_config` (data-parallel under torchrun:
+:mod:`emozone_lite.distributed`); this
 module parses arguments, applies the toolkit's thread policy
 (:func:`emozone_lite.threads.configure_threads`) before torch is imported, and turns bad
 input into a clear message and exit code 2.
@@ -39,6 +43,10 @@ def main(argv: list[str] | None = None) -> int:
     k.add_argument("--plot", default=None, help="also write the AU tracks over time as a PNG")
     k.add_argument("--method", choices=("geometric", "blendshapes"), default="geometric")
     k.add_argument("--quiet", action="store_true", help="no progress bar")
+    t = sub.add_parser("train", help="train one model from a JSON / YAML config; data-parallel under torchrun")
+    t.add_argument("--config", required=True, help='{"model": {ModelConfig fields}, "train": {TrainConfig fields}}')
+    t.add_argument("--out", default=None, help="folder of checkpoint.pt, resumed when there (default outputs/runs/…)")
+    t.add_argument("--quiet", action="store_true", help="no progress bars")
     a = p.parse_args(argv)
     configure_threads()  # before the first torch import below
     from .utils import fast_mode
@@ -48,6 +56,22 @@ def main(argv: list[str] | None = None) -> int:
             from .demo import demo
 
             demo(fast=a.fast or fast_mode(), out=a.out)
+        elif a.cmd == "train":
+            from .distributed import environment, threads_per_process
+
+            if environment() is not None:  # processes on one machine share its cores
+                configure_threads(threads_per_process())
+            from .train import train_from_config
+
+            r = train_from_config(a.config, a.out, progress=not a.quiet)
+            if r["rank"] == 0:
+                last = r["last"]
+                losses = ", ".join(f"{k} {last[k]:.4g}" for k in ("loss", "photo", "lmk", "speech", "expression"))
+                n, k = r["steps"], r["processes"]
+                print(
+                    f"{r['model']}: {n} step{'s' * (n != 1)} in {k} process{'es' * (k != 1)}, "
+                    f"{r['seconds']:.1f} s; last step {losses}; wrote {r['checkpoint']}"
+                )
         elif a.cmd == "track":
             from .track import track_video
 

@@ -110,6 +110,15 @@ class TrainConfig:
             exact phones) or ``"recognised"`` (the recogniser's phones of the corpus audio, as
             at test time). Test recordings are always recognised
             (:func:`emozone_lite.phonetic.recognise_phones`).
+        expression_utterances: corpus sentences played with a random emotion script (the first
+            ones of the speech clips' sentences, other scripts) for an **expression loss**: the
+            2-D distance of all 468 vertices to the teacher's in every camera, ``expression_batch``
+            frames a step, weight ``lambda_expression``. Default 0 (off). Measured at 300 steps,
+            seed 0, 150 sentences: the presets moved the trained student's detected AUs by 0.08
+            instead of 0.03 (``expression_control``) at 1.6× the time per step, and a0007's pixel
+            lip sync went 0.74 → 0.81 while its mouth range fell 0.84 → 0.65; weights 100 and 300
+            did no better (0.06, 0.08). ``benchmarks/au_path.py`` shows why: the AU encoder, not the
+            supervision, limits how fast AU → motion is learned.
     """
 
     steps: int = 300
@@ -483,13 +492,17 @@ def speech_test_clip(stem: str, cameras: list[Camera], cfg: TrainConfig) -> Clip
     """A bundled real recording (``"arctic_a0007"`` / ``"arctic_a0009"``) with a neutral face:
     the mouth moves with speech only, so lip sync is measured against the teacher's phone-driven
     mouth alone (the test clips of :func:`build_dataset` add a surprise halfway, whose jaw drop
-    is an expression, not speech). Carries ``pixel_frames`` for the detector."""
+    is an expression, not speech). Carries ``pixel_frames`` for the detector.
+
+    The input AUs are the neutral script plus ``cfg.au_noise`` noise whatever ``cfg.au_input``
+    says: the detector's reading of the teacher's *speaking* face would hand the student the
+    mouth's motion as AU25 / AU26, and this clip measures speech → mouth."""
     wav, lab = data_path(f"{stem}.wav"), data_path(f"{stem}_phone.lab")
     dur = len(load_audio(wav)) / FEATURE_SR
     neutral = aus_mod.from_keyframes([(0.0, "neutral"), (dur, "neutral")], dur)
     s = cfg.seed * 1000 + 998
     return make_clip(wav, lab, neutral, cameras, cfg.au_noise, s, f"{stem}/neutral", rig=TeacherRig.default(),
-                     pixels=True, au_input=cfg.au_input)  # fmt: skip
+                     pixels=True, au_input="noise")  # fmt: skip
 
 
 def _corpus_files(utt) -> tuple[Path, Path]:
@@ -583,6 +596,148 @@ def _project(vertices: Tensor, viewmats: Tensor, Ks: Tensor) -> Tensor:
     return uv * f + c
 
 
+class StepLoss(torch.nn.Module):
+    """The training loss of one step on this process's share of the step's batch (all of it in
+    one process); :func:`train` calls it, wrapped in ``DistributedDataParallel`` under torchrun.
+
+    The batch is what :func:`_draw` and :func:`_draw_expression` drew, the same in every
+    process. Every term of the loss is a mean over independent items, so process ``rank`` of
+    ``world`` takes a contiguous share (:func:`emozone_lite.distributed.shard`) of the items and
+    weighs the mean over its share by (its items / all items); the shares' losses add up to the
+    whole batch's (equal up to float rounding):
+
+    * photometric L1 + D-SSIM and the landmark loss: means over the ``frames × views`` images
+      (an image's SSIM, the non-linear part, is computed whole, never split; L1 and the landmark
+      distance are plain means);
+    * the shape regulariser: a mean over the batch's frames; a frame whose views are split
+      between processes counts in each with the share of its views it renders;
+    * the speech loss: the mean over all its corpus frames (each clip's mean weighed by its
+      frames), each frame's term (all speech vertices + the mouth's ×3) computed whole;
+    * the expression loss: the mean over its frames.
+
+    With ``world == 1`` the share is the whole batch and these are the operations ``train`` has
+    always done, in the same order (the same losses to the bit).
+
+    Args:
+        model: the student; data: the dataset; cfg: the :class:`TrainConfig`.
+        rank, world: this process's rank and the number of processes.
+
+    Returns (``forward``):
+        ``(loss, terms)``: ``loss`` to backpropagate (``world ×`` the share's, so that
+        ``DistributedDataParallel``'s average of the gradients is the whole batch's gradient) and
+        ``terms [5]`` (detached): the share's ``loss, photo, lmk, speech, expression``.
+    """
+
+    def __init__(self, model: EmoZoneLite, data: Dataset, cfg: TrainConfig, rank: int = 0, world: int = 1) -> None:
+        super().__init__()
+        if not 0 <= rank < world:
+            raise ValueError(f"rank must lie in [0, world) = [0, {world}), got {rank}")
+        self.model, self.data, self.cfg, self.rank, self.world = model, data, cfg, rank, world
+        self.viewmats, self.Ks = data.viewmats, data.Ks
+        self.support = model.vertex_support(speech_vertices()) if data.speech else None
+        self.every_vertex = torch.arange(model.rest_vertices.shape[0])
+        self.support_all = model.vertex_support(self.every_vertex) if data.expression else None
+
+    def forward(self, ci: int, frames: Tensor, views: Tensor, speech, expr) -> tuple[Tensor, Tensor]:
+        from .distributed import shard
+
+        model, data, cfg, S = self.model, self.data, self.cfg, self.cfg.image_size
+        viewmats, Ks, bg = self.viewmats, self.Ks, torch.ones(3)
+        clip = data.train[ci]
+        B, V = len(frames), len(views)
+        imgs, targets, lmk_err = [], [], []
+        shape = torch.zeros(())
+        for fp, vp in _image_groups(B, V, shard(B * V, self.rank, self.world)):
+            f, v = frames[fp], views[vp]
+            state = model(clip.audio_for(model), clip.energy, clip.aus_input, f)
+            imgs.append(model.render(state, viewmats[v], Ks[v], S, S, background=bg).flatten(0, 1))  # [F·V', H, W, 3]
+            targets.append(clip.frames[f][:, v].flatten(0, 1))
+            if cfg.lambda_lmk > 0:
+                # projected into all the batch's views, as in one process: the same rounding, so the same
+                # subgradient where a vertex lies exactly on the teacher's (|x| at 0: at the start, the
+                # vertices the teacher does not move)
+                pred = _project(state.vertices, viewmats[views], Ks[views])[:, vp]
+                lmk_err.append((pred - clip.landmarks2d[f][:, v]).norm(dim=-1).flatten(0, 1))  # [F·V', 468]
+            if cfg.lambda_shape > 0:  # keep the Gaussians' shapes near rest unless the images need them changed
+                log_ds = (state.scales / model.scales).log()
+                dq = 1.0 - (state.quats * model.quats).sum(-1).pow(2)
+                shape = shape + (len(fp) * len(vp) / (B * V)) * (log_ds.pow(2).mean() + dq.mean())
+        share = sum(len(x) for x in imgs) / (B * V)
+        photo = torch.zeros(())
+        if imgs:
+            photo = l1_dssim_loss(_cat(imgs), _cat(targets), cfg.lambda_dssim, layout="hwc") * share
+        loss = photo
+        lmk_loss = torch.zeros(())
+        if cfg.lambda_lmk > 0:
+            if lmk_err:
+                lmk_loss = _cat(lmk_err).mean() / S * share
+            loss = loss + cfg.lambda_lmk * lmk_loss
+        if cfg.lambda_shape > 0:
+            loss = loss + cfg.lambda_shape * shape
+        speech_loss = torch.zeros(())
+        if speech is not None:
+            n = sum(len(f) for _, f in speech)
+            own = _frames_share(speech, shard(n, self.rank, self.world))
+            if own:
+                speech_loss = (
+                    sum(
+                        _speech_loss(model, data.speech[si], f, viewmats, Ks, self.support) * (len(f) / n)
+                        for si, f in own
+                    )
+                    / S
+                )
+            loss = loss + cfg.lambda_speech * speech_loss
+        expr_loss = torch.zeros(())
+        if expr is not None:
+            n = len(expr[1])
+            for ei, ef in _frames_share([expr], shard(n, self.rank, self.world)):
+                ec = data.expression[ei]
+                a, u = model.encode(ec.audio_for(model), ec.energy, ec.aus_input, ef)
+                v = model.deform_vertices(a, u, self.every_vertex, self.support_all)
+                err = _project(v, viewmats, Ks) - _project(ec.vertices[ef], viewmats, Ks)
+                expr_loss = err.norm(dim=-1).mean() / S * (len(ef) / n)
+            loss = loss + cfg.lambda_expression * expr_loss
+        terms = torch.stack([loss, photo, lmk_loss, speech_loss, expr_loss]).detach()
+        if self.world > 1:
+            # every parameter takes part in every process's backward (with a zero gradient where
+            # this share does not reach it, e.g. an empty photometric share), as DDP requires
+            loss = self.world * loss + 0.0 * sum(p.sum() for p in model.parameters() if p.requires_grad)
+        return loss, terms
+
+
+def _cat(tensors: list[Tensor]) -> Tensor:
+    return tensors[0] if len(tensors) == 1 else torch.cat(tensors)
+
+
+def _image_groups(n_frames: int, n_views: int, share: range) -> list[tuple[list[int], list[int]]]:
+    """The images ``share`` of the ``n_frames × n_views`` batch (frame-major flat indices) as
+    groups of consecutive frame positions that render the same view positions:
+    ``[(frame positions, view positions), …]`` (one group when the share is whole frames)."""
+    per_frame: dict[int, list[int]] = {}
+    for i in share:
+        b, v = divmod(i, n_views)
+        per_frame.setdefault(b, []).append(v)
+    groups: list[tuple[list[int], list[int]]] = []
+    for b, vs in per_frame.items():
+        if groups and groups[-1][1] == vs:
+            groups[-1][0].append(b)
+        else:
+            groups.append(([b], vs))
+    return groups
+
+
+def _frames_share(clips: list[tuple[int, Tensor]], share: range) -> list[tuple[int, Tensor]]:
+    """The frames ``share`` of ``[(clip, frames), …]`` counted in order across the clips, as
+    ``[(clip, frames of the share), …]`` (clips without frames in the share left out)."""
+    out, offset = [], 0
+    for c, f in clips:
+        lo, hi = max(share.start - offset, 0), min(share.stop - offset, len(f))
+        if lo < hi:
+            out.append((c, f[lo:hi]))
+        offset += len(f)
+    return out
+
+
 def train(
     model_cfg: ModelConfig,
     train_cfg: TrainConfig,
@@ -600,11 +755,26 @@ def train(
     interrupted run loses at most one checkpoint interval. Deterministic for a seed.
     ``on_step(record)``, if given, is called with each step's history record.
 
+    Under ``torchrun`` with several processes (:mod:`emozone_lite.distributed`), data-parallel:
+    every process draws the same batch and computes the loss on its share of it
+    (:class:`StepLoss`, wrapped in ``DistributedDataParallel``); the gradients are averaged, so
+    the parameters follow the one-process training within float tolerance. Every process loads
+    the checkpoint on resume and returns the model and the history (the losses of the whole
+    batch); only rank 0 writes the checkpoint, shows progress and calls ``on_step``. Joins the
+    process group for the call when the caller has not. Outside torchrun nothing changes.
+
     Returns:
         ``(model, history)`` with one dict per step (``step, loss, photo, lmk, seconds``).
     """
     from tqdm.auto import tqdm
 
+    from . import distributed
+
+    env = distributed.environment()
+    if env is not None and not torch.distributed.is_initialized():
+        with distributed.process_group(env):
+            return train(model_cfg, train_cfg, data, out_dir, resume, progress, head, on_step)
+    rank, world = (env.rank, env.world_size) if env is not None else (0, 1)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     seed_everything(train_cfg.seed)
     head = load_head() if head is None else head
@@ -631,75 +801,189 @@ def train(
     for _ in range(start):  # replay the batch sampler so a resumed run draws the same batches
         _draw(rng, data, train_cfg)
         _draw_expression(rng, data, train_cfg)
-    viewmats, Ks, S = data.viewmats, data.Ks, train_cfg.image_size
-    bg = torch.ones(3)
-    support = model.vertex_support(speech_vertices()) if data.speech else None
-    every_vertex = torch.arange(model.rest_vertices.shape[0])
-    support_all = model.vertex_support(every_vertex) if data.expression else None
+    step_loss: torch.nn.Module = StepLoss(model, data, train_cfg, rank, world)
+    if world > 1:  # the forward goes through the wrapper: backward averages the gradients over the processes
+        from torch.nn.parallel import DistributedDataParallel
+
+        step_loss = DistributedDataParallel(step_loss)
     model.train()
     bar = tqdm(
         range(start, train_cfg.steps),
         desc=f"train {model_cfg.name}",
-        disable=not progress,
+        disable=not progress or rank != 0,
         initial=start,
         total=train_cfg.steps,
     )
     for step in bar:
         t0 = time.perf_counter()
         ci, frames, views, speech = _draw(rng, data, train_cfg)
-        clip = data.train[ci]
-        state = model(clip.audio_for(model), clip.energy, clip.aus_input, frames)
-        img = model.render(state, viewmats[views], Ks[views], S, S, background=bg)  # [B, V, H, W, 3]
-        target = clip.frames[frames][:, views]
-        photo = l1_dssim_loss(img.flatten(0, 1), target.flatten(0, 1), train_cfg.lambda_dssim, layout="hwc")
-        loss = photo
-        lmk_loss = torch.zeros(())
-        if train_cfg.lambda_lmk > 0:
-            pred = _project(state.vertices, viewmats[views], Ks[views])
-            lmk_loss = (pred - clip.landmarks2d[frames][:, views]).norm(dim=-1).mean() / S
-            loss = loss + train_cfg.lambda_lmk * lmk_loss
-        if train_cfg.lambda_shape > 0:  # keep the Gaussians' shapes near rest unless the images need them changed
-            log_ds = (state.scales / model.scales).log()
-            dq = 1.0 - (state.quats * model.quats).sum(-1).pow(2)
-            loss = loss + train_cfg.lambda_shape * (log_ds.pow(2).mean() + dq.mean())
-        speech_loss = torch.zeros(())
-        if speech is not None:
-            n = sum(len(f) for _, f in speech)
-            speech_loss = (
-                sum(_speech_loss(model, data.speech[si], f, viewmats, Ks, support) * (len(f) / n) for si, f in speech)
-                / S
-            )
-            loss = loss + train_cfg.lambda_speech * speech_loss
-        expr_loss = torch.zeros(())
-        expr = _draw_expression(rng, data, train_cfg)
-        if expr is not None:
-            ei, ef = expr
-            ec = data.expression[ei]
-            a, u = model.encode(ec.audio_for(model), ec.energy, ec.aus_input, ef)
-            v = model.deform_vertices(a, u, every_vertex, support_all)
-            err = _project(v, viewmats, Ks) - _project(ec.vertices[ef], viewmats, Ks)
-            expr_loss = err.norm(dim=-1).mean() / S
-            loss = loss + train_cfg.lambda_expression * expr_loss
+        loss, terms = step_loss(ci, frames, views, speech, _draw_expression(rng, data, train_cfg))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if world > 1:  # the whole batch's losses: the sum of the shares
+            torch.distributed.all_reduce(terms)
+        total, photo, lmk_loss, speech_loss, expr_loss = terms.tolist()
         rec = {
             "step": step + 1,
-            "loss": loss.item(),
-            "photo": photo.item(),
-            "lmk": lmk_loss.item(),
-            "speech": speech_loss.item(),
-            "expression": expr_loss.item(),
+            "loss": total,
+            "photo": photo,
+            "lmk": lmk_loss,
+            "speech": speech_loss,
+            "expression": expr_loss,
             "seconds": time.perf_counter() - t0,
         }
         history.append(rec)
         bar.set_postfix(loss=f"{rec['loss']:.4f}")
-        if on_step is not None:
+        if on_step is not None and rank == 0:
             on_step(rec)
-        if ckpt is not None and ((step + 1) % train_cfg.ckpt_every == 0 or step + 1 == train_cfg.steps):
+        if ckpt is not None and rank == 0 and ((step + 1) % train_cfg.ckpt_every == 0 or step + 1 == train_cfg.steps):
             save_checkpoint(ckpt, model, opt, step + 1, train_cfg, history)
+    if world > 1:  # the last checkpoint is written when any process returns
+        torch.distributed.barrier()
     model.eval()
     return model, history
+
+
+#: Sections of a run's config file (:func:`read_config`).
+CONFIG_SECTIONS = {"model": ModelConfig, "train": TrainConfig}
+#: Config fields that count something and must be at least 1 (the other numbers: at least 0).
+_AT_LEAST_ONE = ("steps", "batch_frames", "views_per_step", "image_size", "n_scripts", "holdout_every", "ckpt_every",
+                 "speech_clips", "d_model", "hidden", "n_gaussians", "audio_context", "au_window", "patch_len",
+                 "patch_stride", "n_mels")  # fmt: skip
+
+
+def read_config(path: str | os.PathLike) -> tuple[ModelConfig, TrainConfig]:
+    """The model and training configs of one run from a JSON or YAML file (``emozone-lite train``)::
+
+        {"model": {"fusion": "szpab", "n_gaussians": 3000}, "train": {"steps": 500, "yaws": [-25, 0, 25]}}
+
+    Either section and any field may be left out (the defaults: :class:`~emozone_lite.model.ModelConfig`,
+    :class:`TrainConfig`). YAML (``.yaml`` / ``.yml``) needs PyYAML.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: naming the file: not valid JSON / YAML, another suffix, PyYAML missing for
+            YAML, a section other than ``model`` / ``train``, an unknown field, a value of the
+            wrong type or out of range.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    text = path.read_text(encoding="utf-8")
+    if path.suffix.lower() in (".yaml", ".yml"):
+        try:
+            import yaml
+        except ImportError:
+            raise ValueError(f"reading {path} needs PyYAML (pip install PyYAML); or write the config as JSON") from None
+        try:
+            raw = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise ValueError(f"{path} is not valid YAML: {e}") from None
+    elif path.suffix.lower() == ".json":
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path} is not valid JSON: {e}") from None
+    else:
+        raise ValueError(f"{path}: a config file is .json, .yaml or .yml, got {path.suffix or 'no suffix'!r}")
+    raw = {} if raw is None else raw  # an empty YAML file: all defaults
+    if not isinstance(raw, dict):
+        raise ValueError(f'{path} must hold {{"model": {{...}}, "train": {{...}}}}, got a {type(raw).__name__}')
+    unknown = sorted(set(raw) - set(CONFIG_SECTIONS))
+    if unknown:
+        raise ValueError(f"{path}: unknown sections {unknown}; expected {sorted(CONFIG_SECTIONS)}")
+    configs = []
+    for name, cls in CONFIG_SECTIONS.items():
+        section = raw.get(name)
+        section = {} if section is None else section
+        if not isinstance(section, dict):
+            raise ValueError(
+                f"{path}: {name!r} must map {cls.__name__} fields to values, got a {type(section).__name__}"
+            )
+        try:
+            check_known_fields(cls, section)
+            _check_field_values(cls, section)
+            configs.append(cls.from_dict(section))
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{path}: {e}") from None
+    return configs[0], configs[1]
+
+
+def _check_field_values(cls, d: dict) -> None:
+    """Refuse values of ``d`` that do not fit the fields of the dataclass ``cls`` (of the
+    default's type: an integer for an integer field, a number for a float, a list of numbers for
+    a tuple; ``None`` where the annotation allows it), and negative numbers (less than 1 for the
+    counts of :data:`_AT_LEAST_ONE`; ``lr`` must be positive)."""
+    number = (int, float)
+    for f in fields(cls):
+        if f.name not in d:
+            continue
+        v, default = d[f.name], f.default
+        if v is None and "None" in str(f.type):
+            continue
+        if isinstance(default, bool):
+            ok, want = isinstance(v, bool), "true or false"
+        elif isinstance(default, int):
+            ok, want = isinstance(v, int) and not isinstance(v, bool), "an integer"
+        elif isinstance(default, float):
+            ok, want = isinstance(v, number) and not isinstance(v, bool), "a number"
+        elif isinstance(default, str):
+            ok, want = isinstance(v, str), "a string"
+        elif isinstance(default, tuple):
+            ok = isinstance(v, list | tuple) and len(v) > 0
+            ok = ok and all(isinstance(x, number) and not isinstance(x, bool) for x in v)
+            want = "a non-empty list of numbers"
+        else:
+            ok, want = True, ""
+        if not ok:
+            raise ValueError(f"{cls.__name__} field {f.name!r} must be {want}, got {v!r}")
+        if isinstance(v, number) and not isinstance(v, bool) and not isinstance(default, tuple):
+            positive = f.name in _AT_LEAST_ONE or f.name == "lr"
+            if v < 0 or (positive and (v < 1 if f.name != "lr" else v <= 0)):
+                need = "positive" if positive else "at least 0"
+                raise ValueError(f"{cls.__name__} field {f.name!r} must be {need}, got {v!r}")
+
+
+def train_from_config(path: str | os.PathLike, out_dir: str | os.PathLike | None = None, progress: bool = True) -> dict:
+    """``emozone-lite train``: train the run of a config file (:func:`read_config`) on the
+    teacher rig's dataset (:func:`cached_dataset`) into ``out_dir/checkpoint.pt`` (default
+    ``outputs/runs/<run name>``), resuming the checkpoint there.
+
+    Under ``torchrun`` with several processes, data-parallel (:func:`train`,
+    :mod:`emozone_lite.distributed`); on each machine local rank 0 builds or loads the dataset
+    first, then the others load it.
+
+    Returns:
+        ``{"model", "processes", "rank", "steps", "seconds", "checkpoint", "last"}``: ``seconds``
+        of this call, ``last`` the last step's history record (the whole batch's losses).
+    """
+    import contextlib
+
+    from . import distributed
+    from .utils import outputs_dir
+
+    model_cfg, train_cfg = read_config(path)
+    out = Path(out_dir) if out_dir is not None else outputs_dir() / "runs" / run_name(model_cfg)
+    env = distributed.environment()
+    t0 = time.perf_counter()
+    with distributed.process_group(env) if env is not None else contextlib.nullcontext():
+        first = env is None or env.local_rank == 0
+        data = cached_dataset(train_cfg, progress=progress) if first else None
+        if env is not None:
+            torch.distributed.barrier()  # the dataset is in this machine's cache now
+        if data is None:
+            data = cached_dataset(train_cfg, progress=False)
+        _, history = train(model_cfg, train_cfg, data, out_dir=out, resume=True, progress=progress)
+    return {
+        "model": model_cfg.name,
+        "processes": env.world_size if env is not None else 1,
+        "rank": env.rank if env is not None else 0,
+        "steps": len(history),
+        "seconds": time.perf_counter() - t0,
+        "checkpoint": str(out / "checkpoint.pt"),
+        "last": history[-1] if history else {},
+    }
 
 
 _SPEECH_VERTICES: list[Tensor] = []
@@ -867,7 +1151,8 @@ def expression_control(model: EmoZoneLite, presets=None, seconds: float = 0.4, s
     Returns:
         ``{"presets": {name: {reading: {"intended_rise", "others_move", "per_au"}}},
         "geometric": {"intended_rise", "others_move"}, "blendshapes": {...}, "faces_missing"}``
-        with the means over the presets (neutral excluded).
+        with the means over the presets (neutral excluded; a preset whose render shows no face is
+        NaN and left out of the means, and counted in ``faces_missing``).
     """
     from .audio import FEATURE_SR
     from .landmarks import blendshapes_to_aus, detect_landmarks_images, estimate_aus
@@ -911,7 +1196,8 @@ def expression_control(model: EmoZoneLite, presets=None, seconds: float = 0.4, s
         out["presets"][name] = row
     for reading in ("geometric", "blendshapes"):
         rows = [r[reading] for r in out["presets"].values()]
-        out[reading] = {k: float(np.mean([r[k] for r in rows])) for k in ("intended_rise", "others_move")}
+        # presets whose render shows no face (counted in "faces_missing") are left out of the means
+        out[reading] = {k: float(np.nanmean([r[k] for r in rows])) for k in ("intended_rise", "others_move")}
     return out
 
 
@@ -1191,12 +1477,16 @@ def run_ablation(
     if workers > 1:
         train_parallel([(cfg, train_cfg, data, runs_dir / run_name(cfg)) for cfg in runs], workers, progress)
     results, models, histories, control = {}, {}, {}, {}
+    # speech → mouth on the held-out real recordings with a neutral face (speech_test_clip)
+    speech = [speech_test_clip(c.name.split("/")[0], data.cameras, train_cfg) for c in data.test]
     for cfg in runs:
         # (after train_parallel this loads the finished runs: no progress bar to show)
         model, hist = train(
             cfg, train_cfg, data, runs_dir / run_name(cfg), resume=resume, progress=progress and workers <= 1
         )
         results[cfg.name] = evaluate(model, data)
+        for clip in speech:
+            results[cfg.name][f"speech:{clip.name}"] = evaluate_clip(model, clip, data, pixels=True)
         control[cfg.name] = expression_control(model)
         models[cfg.name], histories[cfg.name] = model, hist
     test_split = heldout_split(results)
@@ -1228,6 +1518,12 @@ def run_ablation(
         f"front at {PIXEL_SIZE}²: the mean rise of the preset's intended AUs over the student's neutral face "
         "and the mean absolute change of the others, read from the detected landmarks (geometric) and from "
         "MediaPipe's blendshapes (`train.expression_control`). Targets: rise ≥ 1.0, others ≤ 0.5.",
+        "",
+    ]
+    det = report["detector"]
+    md += [
+        f"The student's input AUs ({train_cfg.au_input}) against the teacher's true AUs on the test clips: "
+        f"mean absolute error {det['mae']:.2f}, jitter {det['jitter']:.3f} (the true track's {det['jitter_true']:.3f}).",
         "",
     ]
     if claim is not None:
@@ -1472,13 +1768,14 @@ def pretrained(
 def _stale_report(report: dict) -> bool:
     """Whether a cached ablation report was written before some of what a report holds now: its
     held-out utterance rows lack a key that :func:`emozone_lite.metrics.pixel_metrics` returns
-    (e.g. ``pixel_jitter_upper_lmk``), or it has no ``expression_control``."""
+    (e.g. ``pixel_jitter_upper_lmk``), or it has no ``expression_control`` or ``speech:`` rows."""
     from .metrics import FrameDetections, pixel_metrics
 
     none = FrameDetections(np.zeros((0, 17)), np.zeros((0, 17)), np.zeros((0, 468, 2)), np.zeros(0, bool))
     want = set(pixel_metrics(none, none))
     rows = [row for r in report["results"].values() for k, row in r.items() if k.startswith("heldout_utterance")]
-    return not rows or any(not want <= set(row) for row in rows) or "expression_control" not in report
+    speech = [k for r in report["results"].values() for k in r if k.startswith("speech:")]
+    return not rows or any(not want <= set(row) for row in rows) or "expression_control" not in report or not speech
 
 
 def cached_ablation(

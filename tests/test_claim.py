@@ -273,7 +273,8 @@ def test_ablation_seeds_writes_the_claim_over_seeds(tmp_path, monkeypatch, capsy
     # per seed, full − baseline: AUE-U clearly lower (holds), jitter higher (fails), PSNR within
     # the margin (holds), pixel lip sync undefined for seed 1's baseline (one seed: inconclusive)
     shifts = {"pixel_aue_upper": -0.4, "aue_upper": -0.2, "pixel_jitter_upper_lmk": 0.3, "jitter_upper_lmk": 0.1,
-              "psnr": -0.2, "pixel_lip_sync": 0.02, "lip_sync": -0.3}  # fmt: skip
+              "psnr": -0.2}  # fmt: skip
+    speech_shifts = {"pixel_lip_sync": 0.02, "lip_sync": -0.3}  # on the neutral-face speech clip
 
     def fake_cached_ablation(cfg, progress=True, directory=None):
         calls.append(cfg)
@@ -284,9 +285,17 @@ def test_ablation_seeds_writes_the_claim_over_seeds(tmp_path, monkeypatch, capsy
             if mc.name == FULL:
                 base = results[BASE]["heldout_utterance:arctic_a0007/neutral-surprise"]
                 row.update({m: _nan(base[m]) + d + 0.05 * rng.standard_normal() for m, d in shifts.items()})
+            srow = {m: float(rng.uniform(0.5, 1)) for m in ("lip_sync", "pixel_lip_sync", "mouth_range")}
+            if mc.name == FULL:
+                bs = results[BASE]["speech:arctic_a0007/neutral"]
+                srow.update({m: _nan(bs[m]) + d + 0.05 * rng.standard_normal() for m, d in speech_shifts.items()})
             if mc.name == BASE and cfg.seed == 1:
-                row["pixel_lip_sync"] = None  # NaN in the run's report, null in ablation.json
-            results[mc.name] = {"heldout_utterance:arctic_a0007/neutral-surprise": row, "heldout_frames": {}}
+                srow["pixel_lip_sync"] = None  # NaN in the run's report, null in ablation.json
+            results[mc.name] = {
+                "heldout_utterance:arctic_a0007/neutral-surprise": row,
+                "speech:arctic_a0007/neutral": srow,
+                "heldout_frames": {},
+            }
         split = T.heldout_split(results)
         return {"results": results, "claim": T.claim_check({n: r[split] for n, r in results.items()})}
 
@@ -343,7 +352,11 @@ def test_cached_ablation_recomputes_a_report_that_lacks_a_pixel_metric(tmp_path,
     old_row = {k: v for k, v in fresh_row.items() if not k.startswith("pixel_jitter_upper_lmk")}
 
     def report(row, control=True):
-        rep = {"train_config": cfg.to_dict(), "results": {r.name: {split: row} for r in T.ABLATION_RUNS}}
+        speech = {"lip_sync": 0.5}
+        rep = {
+            "train_config": cfg.to_dict(),
+            "results": {r.name: {split: row, "speech:arctic_a0007/neutral": speech} for r in T.ABLATION_RUNS},
+        }
         return {**rep, "expression_control": {}} if control else rep
 
     runs = []

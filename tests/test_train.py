@@ -299,17 +299,22 @@ def test_speech_vertices_are_the_lower_face():
     assert not set(LANDMARK_GROUPS["brows"]) & set(idx.tolist())
 
 
+def _uninterrupted_and_resumed(mc, cfg, data, tmp_path):
+    """``cfg.steps`` steps in one go, and 2 steps then resumed to ``cfg.steps``: both (model, history)."""
+    one = T.train(mc, cfg, data, out_dir=tmp_path / "a", resume=False, progress=False)
+    short = T.TrainConfig.from_dict({**cfg.to_dict(), "steps": 2})
+    T.train(mc, short, data, out_dir=tmp_path / "b", resume=False, progress=False)
+    ck = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)
+    ck["train_config"] = cfg.to_dict()
+    torch.save(ck, tmp_path / "b" / "checkpoint.pt")
+    return one, T.train(mc, cfg, data, out_dir=tmp_path / "b", resume=True, progress=False)
+
+
 @pytest.mark.parametrize("frontend", ["mel", "phones"])
 def test_training_with_the_corpus_is_deterministic_and_resumes(corpus_cfg, corpus_data, tmp_path, frontend):
     mc = ModelConfig(n_gaussians=800, d_model=16, hidden=32, audio_frontend=frontend)
-    m1, h1 = T.train(mc, corpus_cfg, corpus_data, out_dir=tmp_path / "a", resume=False, progress=False)
+    (m1, h1), (m2, h2) = _uninterrupted_and_resumed(mc, corpus_cfg, corpus_data, tmp_path)
     assert all(r["speech"] > 0 and math.isfinite(r["speech"]) for r in h1)
-    short = T.TrainConfig.from_dict({**corpus_cfg.to_dict(), "steps": 2})
-    T.train(mc, short, corpus_data, out_dir=tmp_path / "b", resume=False, progress=False)
-    ck = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)
-    ck["train_config"] = corpus_cfg.to_dict()
-    torch.save(ck, tmp_path / "b" / "checkpoint.pt")
-    m2, h2 = T.train(mc, corpus_cfg, corpus_data, out_dir=tmp_path / "b", resume=True, progress=False)
     np.testing.assert_allclose([r["speech"] for r in h2], [r["speech"] for r in h1], rtol=1e-5)
     for k, v in _params(m1).items():
         torch.testing.assert_close(v, _params(m2)[k], rtol=1e-5, atol=1e-6)
@@ -377,7 +382,7 @@ def test_the_shipped_model_loads_with_this_version_and_its_mouth_follows_real_sp
                            progress=False)  # fmt: skip
     assert frames.shape == (feats.n_frames, 48, 48, 3) and torch.isfinite(frames).all()
     front = Camera.orbit(yaw_deg=0.0, width=256, height=256)
-    for stem in ("arctic_a0009", "arctic_a0007"):  # measured (geometric): 0.98 and 0.84
+    for stem in ("arctic_a0009", "arctic_a0007"):  # measured (geometric): 0.79 and 0.82
         feats = model.audio_features(load_audio(data_path(f"{stem}.wav")), 16000)
         aus = torch.zeros(feats.n_frames, 17)
         with torch.no_grad():
@@ -447,15 +452,9 @@ def test_expression_clips_train_a_vertex_loss(corpus_cfg, tmp_path):
     assert len(ds.expression) == 2
     e = ds.expression[0]
     assert e.aus_true.abs().sum() > 0, "expression clips carry an emotion script"
-    _, h1 = T.train(SMALL, cfg, ds, out_dir=tmp_path / "a", resume=False, progress=False)
-    assert all(r["expression"] > 0 and math.isfinite(r["expression"]) for r in h1)
     # resuming replays the expression batches too: the same losses as one uninterrupted run
-    short = T.TrainConfig.from_dict({**cfg.to_dict(), "steps": 2})
-    T.train(SMALL, short, ds, out_dir=tmp_path / "b", resume=False, progress=False)
-    ck = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)
-    ck["train_config"] = cfg.to_dict()
-    torch.save(ck, tmp_path / "b" / "checkpoint.pt")
-    _, h2 = T.train(SMALL, cfg, ds, out_dir=tmp_path / "b", resume=True, progress=False)
+    (_, h1), (_, h2) = _uninterrupted_and_resumed(SMALL, cfg, ds, tmp_path)
+    assert all(r["expression"] > 0 and math.isfinite(r["expression"]) for r in h1)
     np.testing.assert_allclose([r["expression"] for r in h2], [r["expression"] for r in h1], rtol=1e-5)
     back = T.load_dataset(T.save_dataset(ds, tmp_path / "ds.pt"), cfg)
     assert len(back.expression) == 2 and torch.equal(back.expression[1].vertices, ds.expression[1].vertices)

@@ -368,7 +368,7 @@ def test_the_shipped_model_loads_with_this_version_and_its_mouth_follows_real_sp
     assert path.stat().st_size <= 5 * 2**20
     ck = T.read_checkpoint(path)
     assert ck["optimizer"] is None and ck["model_version"] == T.MODEL_VERSION
-    assert ck["train_config"] == T.pretrained_train_config().to_dict()
+    assert T.checkpoint_train_config(ck["train_config"]) == T.pretrained_train_config().to_dict()
     assert ck["model_config"] == ModelConfig().to_dict()
     model = T.pretrained()
     assert model.config == ModelConfig() and not model.training
@@ -382,7 +382,7 @@ def test_the_shipped_model_loads_with_this_version_and_its_mouth_follows_real_sp
                            progress=False)  # fmt: skip
     assert frames.shape == (feats.n_frames, 48, 48, 3) and torch.isfinite(frames).all()
     front = Camera.orbit(yaw_deg=0.0, width=256, height=256)
-    for stem in ("arctic_a0009", "arctic_a0007"):  # measured (geometric): 0.79 and 0.82
+    for stem in ("arctic_a0009", "arctic_a0007"):  # measured (geometric): 0.98 and 0.84
         feats = model.audio_features(load_audio(data_path(f"{stem}.wav")), 16000)
         aus = torch.zeros(feats.n_frames, 17)
         with torch.no_grad():

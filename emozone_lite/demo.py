@@ -118,18 +118,22 @@ def render_files(
     yaw: float = 0.0,
     size: int = 256,
     progress: bool = True,
+    head: str | None = None,
 ) -> Path:
     """Render your own speech (any common format) and OpenFace CSV with a trained checkpoint.
 
     An AU track whose length differs from the audio is resampled to the audio's frame
-    count (25 fps), with a warning; no AU file means a neutral face.
+    count (25 fps), with a warning; no AU file means a neutral face. ``head``: the head PLY
+    the checkpoint was trained on (default: the one it names — a ``fit`` folder's
+    ``head.ply`` — else the bundled head).
     """
     from .audio import load_audio
     from .aus import AUTrack, read_openface_csv
+    from .head import load_head
     from .train import load_model
     from .viz import write_video
 
-    model, _ = load_model(checkpoint)
+    model, _ = load_model(checkpoint, head=None if head is None else load_head(head))
     wave = load_audio(audio)
     feats = model.audio_features(wave, 16000)  # log-mel or phone windows, as the model was trained
     T = feats.n_frames

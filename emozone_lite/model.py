@@ -503,6 +503,34 @@ class EmoZoneLite(nn.Module):
             out.append(img)
         return torch.stack(out)
 
+    def render_frames(
+        self,
+        state: HeadState,
+        viewmats: Tensor,
+        Ks: Tensor,
+        width: int,
+        height: int,
+        background: Tensor | None = None,
+        backend: str = "auto",
+    ) -> Tensor:
+        """Render ``B`` frames, each from its own camera (``viewmats [B, 4, 4]``, ``Ks [B, 3, 3]``:
+        a video's frames, each with the head pose of its frame) → ``[B, H, W, 3]``."""
+        from .render import rasterize
+
+        B = state.means.shape[0]
+        if viewmats.shape[0] != B or Ks.shape[0] != B:
+            raise ValueError(f"render_frames needs one camera per frame: {B} frames, {viewmats.shape[0]} viewmats, "
+                             f"{Ks.shape[0]} Ks")  # fmt: skip
+        bg = None if background is None else background.to(self.means).expand(1, 3)
+        out = []
+        for b in range(B):
+            img, _, _ = rasterize(
+                state.means[b], state.quats[b], state.scales[b], self.opacities, self.colors,
+                viewmats[b : b + 1], Ks[b : b + 1], width, height, backend=backend, backgrounds=bg,
+            )  # fmt: skip
+            out.append(img[0])
+        return torch.stack(out)
+
     def attention_mass(self, state: HeadState) -> Tensor | None:
         """Share of each Gaussian's attention on audio / AU / null tokens ``[B, N, 3]``."""
         if state.weights is None:

@@ -80,6 +80,7 @@ __all__ = [
     "landmarks_68",
     "plot_video_track",
     "track_video",
+    "video_audio",
     "video_neutral",
 ]
 
@@ -176,6 +177,8 @@ class VideoTrack:
             without a face interpolated from their neighbours and marked in ``success``.
         timestamps: ``[T]`` float64 presentation times in seconds from the first frame.
         landmarks68: ``[T, 68, 2]`` float32 iBUG landmarks in pixels (NaN without a face).
+        landmarks: ``[T, 468, 2]`` float32 the detector's mesh landmarks in pixels (NaN
+            without a face), in the canonical mesh's vertex order (what ``fit`` poses the head on).
         success: ``[T]`` bool, a face was found.
         fps: the video's average frame rate.
         image_size: ``(H, W)`` of the (display-rotated) frames.
@@ -186,6 +189,7 @@ class VideoTrack:
     aus: AUTrack
     timestamps: np.ndarray
     landmarks68: np.ndarray
+    landmarks: np.ndarray
     success: np.ndarray
     fps: float
     image_size: tuple[int, int]
@@ -373,7 +377,7 @@ def track_video(
 
     fps = _average_fps(path)
     mp, BaseOptions, vision = _import_mediapipe()
-    times, ok, lmk68, feats, bs_aus = [], [], [], [], []
+    times, ok, lmk68, lmk468, feats, bs_aus = [], [], [], [], [], []
     size = None
     last_ms = -1
     with _make_landmarker(vision, BaseOptions, vision.RunningMode.VIDEO, min_confidence) as det:
@@ -390,8 +394,10 @@ def track_video(
             ok.append(found)
             if not found:
                 lmk68.append(np.full((68, 2), np.nan, np.float32))
+                lmk468.append(np.full((468, 2), np.nan, np.float32))
                 continue
             lmk68.append(landmarks_68(face.pixels))
+            lmk468.append(np.asarray(face.pixels[:468], np.float32))
             if method == "geometric":
                 feats.append(geometric_features(face.points_px))
             else:
@@ -426,6 +432,7 @@ def track_video(
         aus=AUTrack(fill_failed_frames(values, ok), fps=fps, confidence=ok.astype(np.float32), success=ok),
         timestamps=timestamps,
         landmarks68=landmarks,
+        landmarks=np.stack(lmk468).astype(np.float32),
         success=ok,
         fps=fps,
         image_size=(int(size[0]), int(size[1])),
@@ -455,6 +462,39 @@ def _average_fps(path: Path) -> float | None:
     with container:
         rate = stream.average_rate
     return float(rate) if rate else None
+
+
+def video_audio(path, sr: int = 16000) -> np.ndarray | None:
+    """The sound track of a video as mono float32 at ``sr`` Hz, or ``None`` when it has none.
+
+    Decoded with PyAV (any audio codec ffmpeg reads: AAC, Opus, MP3, PCM …); channels are
+    mixed down and the rate converted by ffmpeg's resampler.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: an empty or unreadable file, or an audio stream that decodes to no samples.
+    """
+    import av
+
+    path = _check_video_path(path)
+    try:
+        container = av.open(str(path))
+    except av.FFmpegError as e:
+        raise ValueError(f"{path}: cannot be read (ffmpeg: {e.strerror or e}); expected a video file") from None
+    with container:
+        if not container.streams.audio:
+            return None
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=int(sr))
+        chunks = []
+        try:
+            for frame in container.decode(container.streams.audio[0]):
+                chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
+            chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]  # flush
+        except av.FFmpegError as e:
+            raise ValueError(f"{path}: its audio track cannot be decoded (ffmpeg: {e.strerror or e})") from None
+    if not chunks or sum(len(c) for c in chunks) == 0:
+        raise ValueError(f"{path}: its audio track holds no samples")
+    return np.ascontiguousarray(np.concatenate(chunks), dtype=np.float32)
 
 
 def plot_video_track(track: VideoTrack, *, min_peak: float = 0.5):

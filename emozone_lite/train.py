@@ -526,10 +526,19 @@ CKPT_VERSION = 1
 
 
 def save_checkpoint(
-    path: str | os.PathLike, model: EmoZoneLite, optimizer, step: int, train_cfg: TrainConfig, history: list[dict]
+    path: str | os.PathLike,
+    model: EmoZoneLite,
+    optimizer,
+    step: int,
+    train_cfg: TrainConfig,
+    history: list[dict],
+    head_file: str | None = None,
 ) -> Path:
     """Write a checkpoint atomically (temporary file + rename): an interrupted save never
-    corrupts the previous checkpoint."""
+    corrupts the previous checkpoint. ``head_file``: the name of the head PLY beside the
+    checkpoint that the model was built on (a ``fit`` model's own head; :func:`load_model`
+    loads it); ``None``: the bundled head. ``train_cfg``: a :class:`TrainConfig`, or any config
+    with ``to_dict()`` and ``seed`` (:class:`emozone_lite.fit.FitConfig`)."""
     payload = {
         "version": CKPT_VERSION,
         "model_config": model.config.to_dict(),
@@ -543,6 +552,8 @@ def save_checkpoint(
         "torch_rng": torch.get_rng_state(),
         "python_rng": json.dumps(random.getstate()),
     }
+    if head_file is not None:
+        payload["head_file"] = str(head_file)
     with atomic_write(path, "wb") as f:
         torch.save(payload, f)
     return Path(path)
@@ -568,8 +579,19 @@ def load_model(
     path: str | os.PathLike, head=None, expected_config: ModelConfig | None = None
 ) -> tuple[EmoZoneLite, dict]:
     """Rebuild a model from a checkpoint. Raises ``ValueError`` when ``expected_config``
-    differs from the checkpoint's (naming the differing fields)."""
+    differs from the checkpoint's (naming the differing fields).
+
+    ``head``: the head the model was built on (default: the head file the checkpoint names,
+    beside it — ``emozone-lite fit`` writes ``model.pt`` with its ``head.ply`` — else the bundled head)."""
     ck = read_checkpoint(path)
+    if head is None and ck.get("head_file"):
+        head_path = Path(path).parent / ck["head_file"]
+        if not head_path.exists():
+            raise FileNotFoundError(
+                f"checkpoint {path} was trained on the head {ck['head_file']!r}, expected beside it at {head_path}; "
+                "keep the fit folder together or pass the head (--head)"
+            )
+        head = load_head(head_path)
     cfg = ModelConfig.from_dict(ck["model_config"])
     if expected_config is not None and expected_config != cfg:
         diff = {
@@ -659,9 +681,7 @@ class StepLoss(torch.nn.Module):
                 pred = _project(state.vertices, viewmats[views], Ks[views])[:, vp]
                 lmk_err.append((pred - clip.landmarks2d[f][:, v]).norm(dim=-1).flatten(0, 1))  # [F·V', 468]
             if cfg.lambda_shape > 0:  # keep the Gaussians' shapes near rest unless the images need them changed
-                log_ds = (state.scales / model.scales).log()
-                dq = 1.0 - (state.quats * model.quats).sum(-1).pow(2)
-                shape = shape + (len(fp) * len(vp) / (B * V)) * (log_ds.pow(2).mean() + dq.mean())
+                shape = shape + (len(fp) * len(vp) / (B * V)) * shape_change(model, state)
         share = sum(len(x) for x in imgs) / (B * V)
         photo = torch.zeros(())
         if imgs:
@@ -703,6 +723,14 @@ class StepLoss(torch.nn.Module):
             # this share does not reach it, e.g. an empty photometric share), as DDP requires
             loss = self.world * loss + 0.0 * sum(p.sum() for p in model.parameters() if p.requires_grad)
         return loss, terms
+
+
+def shape_change(model: EmoZoneLite, state) -> Tensor:
+    """The shape regulariser (``TrainConfig.lambda_shape``): the mean squared log scale change
+    plus the mean rotation change ``1 − ⟨q, q_rest⟩²`` of the Gaussians of ``state``."""
+    log_ds = (state.scales / model.scales).log()
+    dq = 1.0 - (state.quats * model.quats).sum(-1).pow(2)
+    return log_ds.pow(2).mean() + dq.mean()
 
 
 def _cat(tensors: list[Tensor]) -> Tensor:

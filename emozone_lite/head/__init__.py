@@ -39,10 +39,10 @@ module       contents
              :func:`carry_triangle_rotations`
 ``photo``    :data:`DEFAULT_PHOTO`, :func:`load_photo`, :func:`register_mesh_to_photo`
              (:class:`LandmarkFit`), :func:`crop_to_face`, :func:`colour_from_photo`,
-             :func:`face_mask`
+             :func:`face_mask`, :func:`solve_pose`
 ``seeding``  (also) :func:`triangle_deformations`, :func:`stretch_gaussians`
 ``fitting``  :func:`fit_head` (:class:`HeadFit`), :func:`masked_psnr`, :func:`finish_head`,
-             :func:`build_head`
+             :func:`build_head` (:class:`HeadBuild`)
 ``neutral``  :func:`neutral_vertices`, :func:`neutralize_head`, :func:`mouth_gap_triangles`
 ``eyes``     :func:`eyeball_parts`, :func:`eyeball_extension`
 ``mouth``    :func:`mouth_interior`
@@ -59,7 +59,7 @@ from __future__ import annotations
 from ..geometry import triangle_frames
 from .eyes import eyeball_extension, eyeball_parts
 from .files import DEFAULT_HEAD, load_head, save_head
-from .fitting import HeadFit, build_head, finish_head, fit_head, masked_psnr
+from .fitting import HeadBuild, HeadFit, build_head, finish_head, fit_head, masked_psnr
 from .mouth import mouth_interior
 from .neutral import mouth_gap_triangles, neutral_vertices, neutralize_head, photographed_teeth_color
 from .parts import (
@@ -85,6 +85,7 @@ from .photo import (  # noqa: F401  (private names importable as before the spli
     face_mask,
     load_photo,
     register_mesh_to_photo,
+    solve_pose,
 )
 from .seeding import (  # noqa: F401
     HEAD_EXTRAS,
@@ -123,6 +124,7 @@ __all__ = [
     "DEFAULT_HEAD",
     "DEFAULT_PHOTO",
     "HEAD_EXTRAS",
+    "HeadBuild",
     "HeadFit",
     "LandmarkFit",
     "build_head",
@@ -138,5 +140,6 @@ __all__ = [
     "register_mesh_to_photo",
     "save_head",
     "seed_gaussians",
+    "solve_pose",
     "triangle_frames",
 ]

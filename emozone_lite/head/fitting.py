@@ -35,7 +35,26 @@ from .photo import (
 )
 from .seeding import seed_gaussians
 
-__all__ = ["HeadFit", "fit_head", "masked_psnr", "build_head"]
+__all__ = ["HeadBuild", "HeadFit", "fit_head", "masked_psnr", "build_head"]
+
+
+@dataclass
+class HeadBuild:
+    """What :func:`build_head` made, with ``details=True``.
+
+    Attributes:
+        cloud: the neutral head (as ``build_head`` returns it).
+        camera: the photo's camera (:func:`register_mesh_to_photo`; photo-sized), world frame.
+        registration: the :class:`LandmarkFit` (the personalised mesh, landmark errors, pose).
+        neutral_vertices: ``[468, 3]`` float32 the head's rest mesh: the personalised mesh with
+            the photographed expression removed and the lips closed
+            (:func:`~emozone_lite.head.neutral_vertices`); the Gaussians sit on it.
+    """
+
+    cloud: GaussianCloud
+    camera: Camera
+    registration: object
+    neutral_vertices: np.ndarray
 
 
 def masked_psnr(pred, target, mask) -> float:
@@ -285,7 +304,8 @@ def build_head(
     backend: str = "auto",
     device: str | torch.device | None = None,
     progress: bool = True,
-) -> GaussianCloud:
+    details: bool = False,
+) -> GaussianCloud | HeadBuild:
     """Build the Gaussian head from a frontal face photo: register, seed, colour, fit, finish.
 
     Args:
@@ -300,6 +320,8 @@ def build_head(
         device: where to fit (default: CUDA when available, else CPU; the backend
             ``"auto"`` then picks gsplat or the numba CPU rasterizer).
         progress: show a progress bar and print a one-line summary.
+        details: return a :class:`HeadBuild` (the head with its camera, registration and rest
+            mesh) instead of the head alone.
 
     Returns:
         The neutral head :class:`~emozone_lite.gaussians.GaussianCloud` (:func:`finish_head`;
@@ -327,6 +349,11 @@ def build_head(
         cloud, hist = fit_head(cloud, crop, crop_cam, iters=iters, progress=progress, backend=backend, seed=seed)
         info = f", PSNR in face mask {hist.psnr_before:.2f} → {hist.psnr_after:.2f} dB"
     cloud = finish_head(cloud, fit.mesh.vertices, seed=seed)
+    neutral = None
+    if details:
+        from .neutral import neutral_vertices
+
+        neutral = neutral_vertices(fit.mesh.vertices).astype(np.float32)  # the mesh finish_head moved it to
     if out_path is not None:
         save_head(cloud, out_path)
     if progress:
@@ -334,4 +361,4 @@ def build_head(
             f"build_head: {len(cloud)} Gaussians, landmark RMSE {fit.rigid_rmse_px:.2f} px (rigid), "
             f"head yaw {fit.yaw_deg:+.1f}°, pitch {fit.pitch_deg:+.1f}°{info}, {time.perf_counter() - t0:.1f} s"
         )
-    return cloud
+    return HeadBuild(cloud, camera, fit, neutral) if details else cloud

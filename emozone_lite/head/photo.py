@@ -31,6 +31,7 @@ __all__ = [
     "LandmarkFit",
     "load_photo",
     "register_mesh_to_photo",
+    "solve_pose",
     "crop_to_face",
     "colour_from_photo",
     "face_mask",
@@ -117,6 +118,32 @@ def _project_np(X: np.ndarray, R: np.ndarray, t: np.ndarray, K: np.ndarray) -> n
     return pc[:, :2] / pc[:, 2:3] * np.array([K[0, 0], K[1, 1]]) + np.array([K[0, 2], K[1, 2]])
 
 
+def solve_pose(
+    V: np.ndarray, px: np.ndarray, K: np.ndarray, R: np.ndarray, t: np.ndarray, *, robust_px: float | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The rigid pose ``(R, t)`` under which the points ``V [P, 3]`` project onto ``px [P, 2]``
+    through the intrinsics ``K``: least squares over the 6 DoF from ``(R, t)``, the rotation as
+    an axis-angle update (:func:`~emozone_lite.geometry.axis_angle_to_rotmat`).
+
+    ``robust_px=None``: plain least squares (Levenberg–Marquardt). A number: the soft-L1 loss
+    with that scale in pixels (trust region), so points an expression moves (lips, brows) pull
+    less than the rigid ones (``emozone-lite fit`` poses the head on every video frame this way).
+    """
+    from scipy.optimize import least_squares
+
+    V, px = np.asarray(V, np.float64), np.asarray(px, np.float64)
+
+    def residual(p):
+        return (_project_np(V, axis_angle_to_rotmat(p[:3]) @ R, p[3:], K) - px).ravel()
+
+    x0 = np.concatenate([np.zeros(3), np.asarray(t, np.float64)])
+    if robust_px is None:
+        sol = least_squares(residual, x0, method="lm")
+    else:
+        sol = least_squares(residual, x0, loss="soft_l1", f_scale=float(robust_px))
+    return axis_angle_to_rotmat(sol.x[:3]) @ R, sol.x[3:]
+
+
 def register_mesh_to_photo(
     mesh: FaceMesh | None, image, *, distance: float = 4.0, nonrigid: float = 1.0
 ) -> tuple[Camera, LandmarkFit]:
@@ -150,8 +177,6 @@ def register_mesh_to_photo(
     Raises:
         ValueError: ``"no face found"`` when the detector finds no face, or bad inputs.
     """
-    from scipy.optimize import least_squares
-
     from .. import landmarks
 
     mesh = _as_mesh(mesh)
@@ -186,12 +211,7 @@ def register_mesh_to_photo(
     uv_t = (A @ (target - V.mean(0))) + px.mean(0)
     t = np.array([(uv_t[0] - w / 2) / f * distance, (uv_t[1] - h / 2) / f * distance, distance]) - R @ target
 
-    def residual(p):
-        return (_project_np(V, axis_angle_to_rotmat(p[:3]) @ R, p[3:], K) - px).ravel()
-
-    sol = least_squares(residual, np.concatenate([np.zeros(3), t]), method="lm")
-    R = axis_angle_to_rotmat(sol.x[:3]) @ R
-    t = sol.x[3:]
+    R, t = solve_pose(V, px, K, R, t)
     rigid_px = _project_np(V, R, t, K)
     rigid_rmse = float(np.sqrt(((rigid_px - px) ** 2).sum(1).mean()))
 

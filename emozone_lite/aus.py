@@ -78,7 +78,7 @@ class AUInfo:
         muscle: the muscle(s) whose contraction (or relaxation) produces it.
         zone: ``"upper"`` (brows, lids), ``"lower"`` (lips, jaw, chin) or
             ``"synergy"`` (cheeks, nose sides, nasolabial region: shared by
-            expression and speech; see DESIGN.md "Zones").
+            expression and speech; see docs/design.md, "Zones").
     """
 
     id: str

@@ -1,6 +1,6 @@
 """EmoZone-lite: audio + AU track → deformed 3D Gaussian head → images.
 
-The whole data flow of DESIGN.md in one ``nn.Module``::
+The whole data flow of docs/design.md in one ``nn.Module``::
 
     mel windows ─► AudioEncoder ─► audio tokens A_t [n_a, d]
     AU track    ─► CITAE / PerFrameAUEncoder ─► AU tokens U_t [17, d]

@@ -1238,7 +1238,7 @@ def _au_from_landmarks(lmk2d: Tensor) -> np.ndarray:
 def evaluate_clip(
     model: EmoZoneLite, clip: Clip, data: Dataset, frames: Tensor | None = None, pixels: bool = False
 ) -> dict[str, float]:
-    """All metrics of DESIGN.md on one clip (optionally a subset of its frames).
+    """All metrics of docs/design.md on one clip (optionally a subset of its frames).
 
     The geometric metrics (``lmd_*``, ``aue_*``, ``lip_sync``, ``jitter_*``, ``motion_upper``) are
     read from the deformed mesh; with ``pixels=True`` (whole clips that carry ``pixel_frames``)

@@ -56,7 +56,7 @@ barycentrics before measuring distances.
 AU priors
 ---------
 :data:`AU_SUBREGIONS` lists, per AU, the sub-regions its muscles move (FACS). The
-coarse zone of each AU follows DESIGN.md: AU01 02 04 05 07 45 → upper; AU15 17 20 23
+coarse zone of each AU follows docs/design.md: AU01 02 04 05 07 45 → upper; AU15 17 20 23
 25 26 → lower; AU06 09 10 12 14 → synergy (each synergy AU also spills onto the coarse
 zone of its other sub-regions, e.g. AU12 onto ``lower`` through the lips).
 :func:`au_zone_prior` gives the table ``[Z, 17]`` (columns sum to 1) and
@@ -134,7 +134,7 @@ SUBZONE_TO_ZONE: dict[str, str] = {
 # ``AU_NAMES`` (imported above) is ``emozone_lite.aus.AU_NAMES``: the 17 OpenFace intensity
 # AUs in the toolkit's fixed order, defined there once and re-exported here.
 
-#: Primary coarse zone of each AU (DESIGN.md, "Zones"), in :data:`AU_NAMES` order: the
+#: Primary coarse zone of each AU (docs/design.md, "Zones"), in :data:`AU_NAMES` order: the
 #: ``zone`` column of the FACS table (``aus.FACS[au].zone``), read from there.
 AU_ZONE: dict[str, str] = {a: FACS[a].zone for a in AU_NAMES}
 

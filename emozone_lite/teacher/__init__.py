@@ -1,7 +1,7 @@
 """The teacher rig: known facial motion that generates the training frames.
 
 No public talking-head video with AU labels ships offline, so emozone-lite makes its own
-ground truth (DESIGN.md, "The head and the teacher"). The teacher is a hand-built
+ground truth (docs/design.md, "The head and the teacher"). The teacher is a hand-built
 *blendshape rig* on MediaPipe's canonical face mesh:
 
 - **AU fields** ``au_basis [17, 468, 3]``: one displacement field per Action Unit, in world

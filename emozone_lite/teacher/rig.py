@@ -71,7 +71,7 @@ __all__ = [
 #: healthy adults — brow lift and smile excursions of about a centimetre, the largest motions
 #: of the face (Coulson, Croxson & Gilleard 2000, Ann Otol Rhinol Laryngol 109:478; Giovanoli
 #: et al. 2003, Br J Plast Surg 56:644; Trotman et al. 1998, Cleft Palate Craniofac J) — and
-#: DESIGN.md ("a brow raise moves the brow about a centimetre; a jaw drop moves the chin
+#: docs/design.md ("a brow raise moves the brow about a centimetre; a jaw drop moves the chin
 #: 1.5–2 cm"). The anatomy (which vertices move, in which direction) follows the FACS manual
 #: (Ekman, Friesen & Hager 2002). AU27 (mouth stretch, the wider opening) is not among the 17.
 #: ``tests/test_teacher.py`` holds the rig to this table (±10 %).

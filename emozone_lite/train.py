@@ -733,6 +733,37 @@ def shape_change(model: EmoZoneLite, state) -> Tensor:
     return log_ds.pow(2).mean() + dq.mean()
 
 
+def draw_batch(rng: random.Random, data: Dataset, cfg: TrainConfig) -> tuple:
+    """One step's batch ``(clip, frames, views, speech, expression)``, drawn with ``rng`` (what
+    :func:`train` draws at each step; the arguments of :class:`StepLoss`): a training clip, its
+    ``cfg.batch_frames`` frames and ``cfg.views_per_step`` camera indices, the speech loss's
+    ``[(corpus clip, frames), …]`` and the expression loss's ``(clip, frames)`` (None when off)."""
+    ci, frames, views, speech = _draw(rng, data, cfg)
+    return ci, frames, views, speech, _draw_expression(rng, data, cfg)
+
+
+def step(
+    model: EmoZoneLite, data: Dataset, cfg: TrainConfig, batch: tuple, optimizer=None, loss_fn=None
+) -> tuple[Tensor, Tensor]:
+    """One training step on ``batch`` (:func:`draw_batch`): the loss (:class:`StepLoss`), its
+    backward and, with ``optimizer``, the parameter update (gradients zeroed first). Without an
+    optimizer the gradients are left in ``.grad`` (notebook 07 checks them against a step written
+    by hand). ``loss_fn``: the loss module to call (default ``StepLoss(model, data, cfg)``; under
+    torchrun :func:`train` passes it wrapped in ``DistributedDataParallel``).
+
+    Returns:
+        ``(loss, terms)`` as :class:`StepLoss` returns them (``terms``: loss, photo, lmk, speech, expression).
+    """
+    loss_fn = StepLoss(model, data, cfg) if loss_fn is None else loss_fn
+    loss, terms = loss_fn(*batch)
+    if optimizer is not None:
+        optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if optimizer is not None:
+        optimizer.step()
+    return loss, terms
+
+
 def _cat(tensors: list[Tensor]) -> Tensor:
     return tensors[0] if len(tensors) == 1 else torch.cat(tensors)
 
@@ -827,8 +858,7 @@ def train(
         random.setstate((st[0], tuple(st[1]), st[2]))
     rng = random.Random(train_cfg.seed)
     for _ in range(start):  # replay the batch sampler so a resumed run draws the same batches
-        _draw(rng, data, train_cfg)
-        _draw_expression(rng, data, train_cfg)
+        draw_batch(rng, data, train_cfg)
     step_loss: torch.nn.Module = StepLoss(model, data, train_cfg, rank, world)
     if world > 1:  # the forward goes through the wrapper: backward averages the gradients over the processes
         from torch.nn.parallel import DistributedDataParallel
@@ -842,18 +872,14 @@ def train(
         initial=start,
         total=train_cfg.steps,
     )
-    for step in bar:
+    for i in bar:
         t0 = time.perf_counter()
-        ci, frames, views, speech = _draw(rng, data, train_cfg)
-        loss, terms = step_loss(ci, frames, views, speech, _draw_expression(rng, data, train_cfg))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        loss, terms = step(model, data, train_cfg, draw_batch(rng, data, train_cfg), opt, loss_fn=step_loss)
         if world > 1:  # the whole batch's losses: the sum of the shares
             torch.distributed.all_reduce(terms)
         total, photo, lmk_loss, speech_loss, expr_loss = terms.tolist()
         rec = {
-            "step": step + 1,
+            "step": i + 1,
             "loss": total,
             "photo": photo,
             "lmk": lmk_loss,
@@ -865,8 +891,8 @@ def train(
         bar.set_postfix(loss=f"{rec['loss']:.4f}")
         if on_step is not None and rank == 0:
             on_step(rec)
-        if ckpt is not None and rank == 0 and ((step + 1) % train_cfg.ckpt_every == 0 or step + 1 == train_cfg.steps):
-            save_checkpoint(ckpt, model, opt, step + 1, train_cfg, history)
+        if ckpt is not None and rank == 0 and ((i + 1) % train_cfg.ckpt_every == 0 or i + 1 == train_cfg.steps):
+            save_checkpoint(ckpt, model, opt, i + 1, train_cfg, history)
     if world > 1:  # the last checkpoint is written when any process returns
         torch.distributed.barrier()
     model.eval()

@@ -79,7 +79,7 @@ def test_the_shares_of_a_batch_add_up_to_its_loss_and_gradient(datasets):
     torch.manual_seed(0)
     model = EmoZoneLite(SMALL, load_head())
     rng = random.Random(0)
-    batch = (*T._draw(rng, data, CFG), T._draw_expression(rng, data, CFG))
+    batch = T.draw_batch(rng, data, CFG)
     assert batch[3] is not None and batch[4] is not None
     with pytest.raises(ValueError, match="rank must lie"):
         T.StepLoss(model, data, CFG, rank=2, world=2)

@@ -73,6 +73,32 @@ def test_training_is_deterministic_and_resumes(cfg, data, tmp_path):
     assert not [p for p in (tmp_path / "c").iterdir() if p.name.startswith(".")], "temporary files left behind"
 
 
+def test_step_is_the_loss_its_backward_and_the_update(cfg, data):
+    """train.step: the StepLoss of the batch train() draws, its gradients, and (with an optimiser)
+    one update from zeroed gradients — what train() does at each step."""
+    import random
+
+    from emozone_lite.head import load_head
+    from emozone_lite.model import EmoZoneLite
+
+    torch.manual_seed(0)
+    model = EmoZoneLite(SMALL, load_head())
+    batch = T.draw_batch(random.Random(0), data, cfg)
+    again = T.draw_batch(random.Random(0), data, cfg)
+    assert batch[0] == again[0] and torch.equal(batch[1], again[1]) and torch.equal(batch[2], again[2])
+    loss, terms = T.step(model, data, cfg, batch)
+    ref, _ = T.StepLoss(model, data, cfg)(*batch)
+    assert torch.allclose(loss, ref) and torch.allclose(terms[0], loss.detach())
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    assert any(float(g.abs().sum()) > 0 for g in grads.values())
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    T.step(model, data, cfg, batch, opt)  # zeroes the gradients left above first: the same gradient again
+    for n, p in model.named_parameters():
+        g = grads.get(n, torch.zeros_like(p))
+        torch.testing.assert_close(p.detach(), before[n] - 0.1 * g, msg=n)
+
+
 def test_the_shape_regulariser_keeps_gaussian_shapes_near_rest(cfg, data, tmp_path):
     """lambda_shape pulls the student's scale and rotation changes towards none (the default
     is on: without it the lip Gaussians grew over the mouth)."""

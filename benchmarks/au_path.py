@@ -7,7 +7,8 @@ landmark jitter together with low motion-U, and the emotion presets hardly movin
 student (``train.expression_control``). This study isolates the AU path. It trains SZ-PAB with
 each AU encoder (``per_frame``, ``citae``) on one loss only — the 3-D distance of all 468 mesh
 vertices to the teacher's on corpus sentences played with random emotion scripts (true AUs in,
-the teacher's vertices out; no images, no detector) — and measures, at a third, two thirds and
+the teacher's vertices out; no images, no detector) — CIT-AE both with its level embedding shared
+by all AUs and with one per AU (``ModelConfig.au_level``) — and measures, at a third, two thirds and
 all of ``--steps``:
 
 * **response**: for each emotion preset held over silence, the student's vertex displacement
@@ -102,9 +103,10 @@ def main(argv=None) -> int:
     print("| encoder | steps | response (1 = teacher) | upper jitter (1 = teacher) | upper motion (1 = teacher) |")
     print("|---|---:|---:|---:|---:|")
     every = torch.arange(468)
-    for temporal in ("per_frame", "citae"):
+    for temporal, level in (("per_frame", "shared"), ("citae", "shared"), ("citae", "per_au")):
         torch.manual_seed(a.seed)
-        model = EmoZoneLite(ModelConfig(temporal=temporal), head)
+        model = EmoZoneLite(ModelConfig(temporal=temporal, au_level=level), head)
+        name = temporal if temporal == "per_frame" else f"{temporal} ({level} level)"
         opt = torch.optim.Adam(model.parameters(), lr=T.TrainConfig().lr)
         support = model.vertex_support(every)
         rng = np.random.default_rng(a.seed)
@@ -120,7 +122,7 @@ def main(argv=None) -> int:
             if step in marks:
                 model.eval()
                 j, m = upper_motion(model, test)
-                print(f"| {temporal} | {step} | {response(model, rig):.2f} | {j:.2f} | {m:.2f} |", flush=True)
+                print(f"| {name} | {step} | {response(model, rig):.2f} | {j:.2f} | {m:.2f} |", flush=True)
                 model.train()
     print(f"({time.perf_counter() - t0:.0f} s)")
     return 0

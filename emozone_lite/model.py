@@ -67,6 +67,12 @@ class ModelConfig:
             :class:`AudioEncoder` reads either (``n_mels`` is ignored for phones). Phones are the
             default because they follow real speech after training on synthetic speech
             (``benchmarks/lip_sync.py``); log-mel does not.
+        au_level: CIT-AE's level embedding (how strong each AU is, added to its token):
+            ``"shared"`` (one for all AUs, so every AU's intensity moves its token along the same
+            direction) or ``"per_au"`` (one per AU; channel independence holds either way). In
+            ``benchmarks/au_path.py`` (AU → vertex loss only, 2 cores) ``"per_au"`` made CIT-AE
+            follow the presets 0.12 / 0.30 / 0.57 of the teacher's motion after 300 / 600 / 900
+            steps against 0.02 / 0.19 / 0.24 shared (per-frame encoder 0.16 / 0.47 / 0.58).
     """
 
     fusion: Literal["szpab", "implicit", "attention"] = "szpab"
@@ -85,6 +91,7 @@ class ModelConfig:
     n_gaussians: int | None = 6000
     audio_frontend: Literal["mel", "phones"] = "phones"
     subset: Literal["mouth", "even"] = "mouth"
+    au_level: Literal["shared", "per_au"] = "shared"
 
     def __post_init__(self) -> None:
         if self.audio_frontend not in ("mel", "phones"):
@@ -93,6 +100,8 @@ class ModelConfig:
             raise ValueError(f"subset must be 'mouth' or 'even', got {self.subset!r}")
         if self.fusion not in ("szpab", "implicit", "attention"):
             raise ValueError(f"fusion must be 'szpab', 'implicit' or 'attention', got {self.fusion!r}")
+        if self.au_level not in ("shared", "per_au"):
+            raise ValueError(f"au_level must be 'shared' or 'per_au', got {self.au_level!r}")
         if self.temporal not in ("citae", "per_frame"):
             raise ValueError(f"temporal must be 'citae' or 'per_frame', got {self.temporal!r}")
         if self.audio_context < 1 or self.audio_context % 2 == 0:
@@ -340,6 +349,7 @@ class EmoZoneLite(nn.Module):
                 d_model=c.d_model,
                 revin_eps=0.02,  # RevIN variance floor for intensities scaled to [0, 1] (0.5 on the 0-5 scale)
                 pretext=False,  # no reconstruction decoder inside the full model
+                level_embedding=c.au_level,
             )
         else:
             self.au_encoder = PerFrameAUEncoder(n_aus=N_AUS, d_model=c.d_model, pretext=False)

@@ -338,6 +338,20 @@ def _track_and_frames(au_track, n_aus: int, frames) -> tuple[Tensor, Tensor | No
     return t, frames, unbatched
 
 
+class PerChannelLinear(nn.Module):
+    """``C`` independent linear maps ``[..., C, i] → [..., C, o]``, one per channel (as
+    ``nn.Linear`` each, initialised like it): CIT-AE's per-AU level embedding."""
+
+    def __init__(self, channels: int, in_features: int, out_features: int) -> None:
+        super().__init__()
+        bound = 1.0 / math.sqrt(in_features)
+        self.weight = nn.Parameter(torch.empty(channels, in_features, out_features).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(channels, out_features).uniform_(-bound, bound))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.einsum("...ci,cio->...co", x, self.weight) + self.bias
+
+
 class CITAE(_Pretext, nn.Module):
     """Channel-Independent Temporal AU Encoder: one token per AU per frame.
 
@@ -356,9 +370,13 @@ class CITAE(_Pretext, nn.Module):
             window that barely moves is mostly detector noise, and a tiny eps would blow
             that noise up to unit variance (an inactive AU's token would then jitter as
             much as an active one's). Real motion of a grade or more is still normalised.
-        level_embedding: add a shared linear embedding of each window's RevIN mean and
-            log-std back to its token; without it the token would only see the
-            *shape* of the window and not how strong the AU is.
+        level_embedding: add a linear embedding of each window's RevIN mean and log-std
+            back to its token; without it the token would only see the *shape* of the
+            window and not how strong the AU is. ``True`` / ``"shared"``: one embedding for
+            every channel, so every AU's intensity moves its token along the *same*
+            direction; ``"per_au"``: each AU has its own (token ``k`` still depends on AU
+            ``k``'s series only: channel independence holds). ``False``: none.
+            ``benchmarks/au_path.py`` measures how fast each learns AU → face motion.
         dropout: dropout in the Transformer (0 keeps training deterministic).
         pretext: build the pretext decoder ``recon`` used by :meth:`reconstruct` and
             :func:`fit_reconstruction`. Pass False inside a larger model that never calls
@@ -392,7 +410,7 @@ class CITAE(_Pretext, nn.Module):
         anchor: Anchor = "centred",
         revin: bool = True,
         revin_eps: float = 0.5,
-        level_embedding: bool = True,
+        level_embedding: bool | str = True,
         dropout: float = 0.0,
         pretext: bool = True,
     ) -> None:
@@ -428,7 +446,13 @@ class CITAE(_Pretext, nn.Module):
         self.norm = nn.LayerNorm(d_model)
         # flatten head (PatchTST): all patch features of a window -> one d-dim token
         self.head = nn.Linear(self.n_patches * d_model, d_model)
-        self.level = nn.Linear(2, d_model) if level_embedding else None
+        if level_embedding not in (True, False, None, "shared", "per_au"):
+            raise ValueError(f"level_embedding must be True/'shared', 'per_au' or False, got {level_embedding!r}")
+        self.level: nn.Module | None = None
+        if level_embedding == "per_au":
+            self.level = PerChannelLinear(n_aus, 2, d_model)
+        elif level_embedding:
+            self.level = nn.Linear(2, d_model)
         # which-AU identity, added after the shared encoder (a constant per channel)
         self.au_embed = nn.Parameter(torch.randn(n_aus, d_model) * 0.02)
         # pretext decoder (fit_reconstruction): token -> its window, in RevIN-normalised units

@@ -217,8 +217,9 @@ def test_accepts_autrack_and_numpy():
     torch.testing.assert_close(enc(vals), enc(torch.as_tensor(vals)))
 
 
-def test_gradients_reach_every_parameter():
-    enc = model()
+@pytest.mark.parametrize("level", [True, "per_au"])
+def test_gradients_reach_every_parameter(level):
+    enc = model(level_embedding=level)
     enc.train()
     loss = enc.reconstruct(torch.rand(20, C) * 3).pow(2).mean() + enc(torch.rand(20, C)).pow(2).mean()
     loss.backward()
@@ -227,9 +228,9 @@ def test_gradients_reach_every_parameter():
 
 
 # --------------------------------------------------------------------------- channel independence
-@pytest.mark.parametrize("anchor", ["centred", "causal"])
-def test_citae_changing_au_k_changes_only_token_k(anchor):
-    enc = model(anchor=anchor)
+@pytest.mark.parametrize("anchor, level", [("centred", True), ("causal", True), ("centred", "per_au")])
+def test_citae_changing_au_k_changes_only_token_k(anchor, level):
+    enc = model(anchor=anchor, level_embedding=level)
     x = keyframe_track(40, seed=1)
     base = enc(x)
     g = torch.Generator().manual_seed(2)
@@ -250,6 +251,24 @@ def test_au_embedding_tells_tokens_apart():
     no_id = tok - enc.au_embed
     torch.testing.assert_close(no_id[:, 0:1].expand_as(no_id), no_id, atol=1e-6, rtol=0)  # shared weights
     assert (tok[:, 0] - tok[:, 1]).abs().max() > 1e-4
+
+
+def test_per_au_level_gives_each_au_its_own_intensity_direction():
+    """Shared level: raising any AU's steady level moves its token along one shared direction;
+    per-AU: along that AU's own direction (what lets attention over AU tokens keep them apart)."""
+
+    def level_directions(enc):
+        lo, hi = torch.full((40, C), 0.5), torch.full((40, C), 3.0)  # steady windows: the level only
+        d = (enc(hi) - enc(lo))[20]  # [C, d]
+        return torch.nn.functional.normalize(d, dim=-1)
+
+    shared, per_au = level_directions(model()), level_directions(model(level_embedding="per_au"))
+    cos_shared = (shared @ shared.T)[~torch.eye(C, dtype=bool)]
+    cos_per_au = (per_au @ per_au.T)[~torch.eye(C, dtype=bool)]
+    assert float(cos_shared.min()) > 0.999, "one direction for all AUs"
+    assert float(cos_per_au.abs().mean()) < 0.5, "a direction per AU"
+    with pytest.raises(ValueError, match="level_embedding"):
+        CITAE(level_embedding="per_zone")
 
 
 def test_per_frame_baseline_mixes_channels():

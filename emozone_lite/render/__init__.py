@@ -1,7 +1,8 @@
 """Differentiable rendering of 3D Gaussians (3D Gaussian Splatting).
 
-:func:`rasterize` follows ``gsplat.rasterization`` (gsplat 1.5.3; non-packed, no
-spherical harmonics, ``rasterize_mode="classic"``): same argument order,
+:func:`rasterize` follows ``gsplat.rasterization`` (gsplat 1.5.3; non-packed,
+``rasterize_mode="classic"``, spherical harmonics up to degree 3 through ``sh_degree``
+(:mod:`~emozone_lite.render._sh`)): same argument order,
 conventions and return value. Three backends compute the same image:
 
 * ``"gsplat"`` — gsplat's CUDA kernels (only when CUDA is available;
@@ -63,6 +64,7 @@ from ._constants import (
     tile_grid,
 )
 from ._gsplat import rasterize_gsplat
+from ._sh import MAX_SH_DEGREE, eval_sh, num_sh_bases, rgb_to_sh, sh_colors, sh_to_rgb
 from ._torch import _rasterize_pixels_torch, covariances_3d, project_gaussians
 
 __all__ = [
@@ -82,6 +84,12 @@ __all__ = [
     "project_gaussians",
     "rasterize",
     "render_image",
+    "MAX_SH_DEGREE",
+    "eval_sh",
+    "num_sh_bases",
+    "rgb_to_sh",
+    "sh_colors",
+    "sh_to_rgb",
 ]
 
 #: What to do about a NaN / inf, per input of :func:`rasterize`.
@@ -143,6 +151,21 @@ def _check_inputs(
     return C, N, D, width, height, tile_size
 
 
+def _sh_to_colors(sh_degree, coeffs, means, viewmats) -> Tensor:
+    k = num_sh_bases(sh_degree)
+    for name, t in (("colors", coeffs), ("means", means), ("viewmats", viewmats)):
+        if not isinstance(t, Tensor) or not t.is_floating_point():
+            raise ValueError(f"{name} must be a floating-point torch.Tensor")
+    N, C = means.shape[0], viewmats.shape[0]
+    ok = (coeffs.ndim == 3 and coeffs.shape[0] == N) or (coeffs.ndim == 4 and coeffs.shape[:2] == (C, N))
+    if not ok or coeffs.shape[-2] < k or means.shape != (N, 3) or viewmats.shape[1:] != (4, 4):
+        raise shape_error(
+            "colors", f"SH coefficients [N, K, D] or [C, N, K, D] with N = {N}, C = {C}, K >= {k} "
+            f"(sh_degree={sh_degree}); means [N, 3], viewmats [C, 4, 4]", coeffs.shape
+        )  # fmt: skip
+    return sh_colors(sh_degree, coeffs, means, viewmats.to(means.dtype))
+
+
 def _resolve_backend(backend: str, device: torch.device) -> str:
     cuda = torch.cuda.is_available()
     if backend == "auto":
@@ -179,6 +202,7 @@ def rasterize(
     eps2d: float = EPS2D,
     backgrounds: Tensor | None = None,
     tile_size: int = TILE_SIZE,
+    sh_degree: int | None = None,
 ) -> tuple[Tensor, Tensor, dict[str, Any]]:
     """Render N 3D Gaussians into C cameras, differentiably (like ``gsplat.rasterization``).
 
@@ -199,7 +223,9 @@ def rasterize(
         quats: ``[N, 4]`` rotations, wxyz (normalised here).
         scales: ``[N, 3]`` linear scales (standard deviations).
         opacities: ``[N]`` in [0, 1].
-        colors: ``[N, D]`` or per-camera ``[C, N, D]``, any number of channels D.
+        colors: ``[N, D]`` or per-camera ``[C, N, D]``, any number of channels D; with
+            ``sh_degree``: SH coefficients ``[N, K, D]`` (or ``[C, N, K, D]``),
+            ``K ≥ (sh_degree + 1)²``.
         viewmats: ``[C, 4, 4]`` world → camera (OpenCV axes).
         Ks: ``[C, 3, 3]`` intrinsics.
         width, height: image size in pixels.
@@ -209,6 +235,11 @@ def rasterize(
         eps2d: blur added to each 2D covariance.
         backgrounds: optional ``[C, D]`` (or ``[D]``) colour behind the Gaussians.
         tile_size: tile edge in pixels.
+        sh_degree: ``None`` (``colors`` are colours) or 0…3: ``colors`` are spherical-harmonic
+            coefficients, evaluated for each camera's view direction as gsplat does
+            (:func:`~emozone_lite.render.sh_colors`: ``max(0, Σ c_k Y_k(d̂) + 0.5)``,
+            ``d`` from the camera centre to the mean). The evaluation is torch code shared by
+            every backend, so the three backends see the same per-camera colours.
 
     Returns:
         ``render_colors [C, H, W, D]``, ``render_alphas [C, H, W, 1]`` and ``meta``:
@@ -235,6 +266,8 @@ def rasterize(
         >>> img.shape, alpha.shape, round(float(alpha[0, 16, 16, 0]), 3), meta["radii"].tolist()
         (torch.Size([1, 33, 33, 3]), torch.Size([1, 33, 33, 1]), 0.999, [[[6, 6]]])
     """
+    if sh_degree is not None:
+        colors = _sh_to_colors(sh_degree, colors, means, viewmats)
     C, N, D, width, height, tile_size = _check_inputs(
         means, quats, scales, opacities, colors, viewmats, Ks, width, height, backgrounds, backend, tile_size
     )
@@ -323,6 +356,7 @@ def render_image(
     camera,
     background=None,
     backend: str = "auto",
+    sh_degree: int | None = None,
 ) -> Tensor:
     """Render one view ``[H, W, D]`` for an :class:`emozone_lite.camera.Camera`.
 
@@ -332,6 +366,7 @@ def render_image(
         camera: a ``Camera`` (``viewmat [4, 4]``, ``K [3, 3]``, ``width``, ``height``).
         background: optional colour ``[D]`` (tensor, sequence or float).
         backend: as in :func:`rasterize`.
+        sh_degree: as in :func:`rasterize` (``colors`` are then ``[N, K, D]`` SH coefficients).
 
     Examples:
         >>> from emozone_lite.camera import Camera
@@ -364,5 +399,6 @@ def render_image(
         camera.height,
         backend=backend,
         backgrounds=bg,
+        sh_degree=sh_degree,
     )
     return img[0]

@@ -15,7 +15,31 @@ from hypothesis import strategies as st
 from emozone_lite.camera import Camera
 from emozone_lite.render import EPS2D, eval_sh, num_sh_bases, rasterize, render_image, rgb_to_sh, sh_colors, sh_to_rgb
 from emozone_lite.render._sh import SH_C0, SH_C1, SH_C2, SH_C3, sh_basis
-from tests.test_render import _assert_grads_close, _scene
+
+
+def _scene(N: int = 60, C: int = 1, seed: int = 0, specials: bool = True):
+    """Random Gaussians around the origin seen by ``C`` cameras at 40×30 (``specials`` is ignored:
+    the signature follows tests/test_render.py's)."""
+    from emozone_lite.camera import look_at
+
+    g = torch.Generator().manual_seed(seed)
+    means = (torch.rand(N, 3, generator=g) * 2 - 1) * torch.tensor([0.9, 0.7, 0.5])
+    quats = torch.randn(N, 4, generator=g)
+    scales = torch.exp(torch.empty(N, 3).uniform_(math.log(0.02), math.log(0.15), generator=g))
+    opacities = torch.empty(N).uniform_(0.05, 1.0, generator=g)
+    viewmats, Ks = [], []
+    for c in range(C):
+        yaw = c * 0.6 - 0.3
+        viewmats.append(look_at((3.0 * math.sin(yaw), 0.3 * c, 3.0 * math.cos(yaw)), (0.0, 0.0, 0.0)))
+        Ks.append(torch.tensor([[35.0 + 5 * c, 0.0, 20.0], [0.0, 36.0, 15.0], [0.0, 0.0, 1.0]]))
+    return means, quats, scales, opacities, torch.rand(N, 3, generator=g), torch.stack(viewmats), torch.stack(Ks)
+
+
+def _assert_grads_close(got, ref, names):
+    for name, a, b in zip(names, got, ref):
+        assert a is not None and b is not None, name
+        assert torch.isfinite(a).all(), f"non-finite gradient of {name}"
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4 * (float(b.abs().max()) + 1e-12), msg=name)
 
 
 def _direct(degree: int, d: tuple[float, float, float]) -> list[float]:

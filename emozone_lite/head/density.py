@@ -185,15 +185,21 @@ class DensityControl:
     resets: int = 0
     history: list = field(default_factory=list)
 
-    def accumulate(self, meta: dict) -> None:
-        """Add this iteration's view-space gradient norms (NDC units) of the visible Gaussians."""
+    def accumulate(self, meta: dict, n: int | None = None) -> None:
+        """Add this iteration's view-space gradient norms (NDC units) of the visible Gaussians.
+
+        ``n``: only the first ``n`` rendered Gaussians are controlled (the rest were rendered
+        alongside, fixed)."""
         g = meta["means2d"].grad
         if g is None:
             raise ValueError("meta['means2d'] has no gradient: call meta['means2d'].retain_grad() before backward")
+        radii = meta["radii"]
+        if n is not None:
+            g, radii = g[:, :n], radii[:, :n]
         C = g.shape[0]
         scale = torch.tensor([meta["width"] / 2.0 * C, meta["height"] / 2.0 * C], dtype=g.dtype, device=g.device)
         norms = (g * scale).norm(dim=-1)  # [C, N]
-        visible = (meta["radii"] > 0).all(-1) if meta["radii"].ndim == 3 else meta["radii"] > 0
+        visible = (radii > 0).all(-1) if radii.ndim == 3 else radii > 0
         N = g.shape[1]
         if self.grad_sum is None or self.grad_sum.shape[0] != N:
             self.grad_sum = torch.zeros(N, dtype=g.dtype, device=g.device)

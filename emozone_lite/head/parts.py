@@ -13,7 +13,15 @@ part                      code  moves with
 :data:`CAVITY_UPPER`      4     the skull: roof and back wall of the oral cavity
 :data:`CAVITY_LOWER`      5     the jaw: the floor of the oral cavity
 :data:`EYES`              6     the skull: the eyeballs, behind the lids
+:data:`SKULL`             7     portrait: hair, ears, back of the head — rigid with the skull
+:data:`NECK`              8     portrait: the neck — its share ``head_weight`` of a head turn
+:data:`TORSO`             9     portrait: shoulders — static
+:data:`BACKGROUND`        10    portrait: the photo's background — static
 ========================= ===== ===========================================================
+
+The portrait's parts (:mod:`~emozone_lite.head.portrait`) get no deformation from AUs or
+speech (:func:`carry_parts` leaves them where they are); only a head-pose change moves them
+(:func:`~emozone_lite.head.portrait.pose_portrait`).
 
 Mouth-interior and eyeball Gaussians also carry a ``tri_index`` / ``bary`` attachment, to a triangle of
 the lip they sit behind (the eye they belong to): it gives them a place on the canonical surface (so zones,
@@ -38,7 +46,12 @@ __all__ = [
     "CAVITY_UPPER",
     "CAVITY_LOWER",
     "EYES",
+    "SKULL",
+    "NECK",
+    "TORSO",
+    "BACKGROUND",
     "PART_NAMES",
+    "SCENERY_PARTS",
     "JAW_PARTS",
     "SKULL_PARTS",
     "parts_of",
@@ -46,7 +59,7 @@ __all__ = [
     "carry_parts",
 ]
 
-FACE, UPPER_TEETH, LOWER_TEETH, TONGUE, CAVITY_UPPER, CAVITY_LOWER, EYES = range(7)
+FACE, UPPER_TEETH, LOWER_TEETH, TONGUE, CAVITY_UPPER, CAVITY_LOWER, EYES, SKULL, NECK, TORSO, BACKGROUND = range(11)
 #: Name of each part code.
 PART_NAMES: dict[int, str] = {
     FACE: "face",
@@ -56,11 +69,17 @@ PART_NAMES: dict[int, str] = {
     CAVITY_UPPER: "cavity (roof, back)",
     CAVITY_LOWER: "cavity (floor)",
     EYES: "eyeballs",
+    SKULL: "skull (hair, ears)",
+    NECK: "neck",
+    TORSO: "torso",
+    BACKGROUND: "background",
 }
 #: Parts that ride on the jaw.
 JAW_PARTS: tuple[int, ...] = (LOWER_TEETH, TONGUE, CAVITY_LOWER)
 #: Parts that stay with the skull.
 SKULL_PARTS: tuple[int, ...] = (UPPER_TEETH, CAVITY_UPPER, EYES)
+#: The portrait's parts around the face head (no deformation).
+SCENERY_PARTS: tuple[int, ...] = (SKULL, NECK, TORSO, BACKGROUND)
 
 
 def parts_of(cloud: GaussianCloud) -> Tensor:

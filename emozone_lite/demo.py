@@ -42,10 +42,30 @@ def _label(img: np.ndarray, text: str) -> np.ndarray:
     return np.stack(out)
 
 
+def _portrait_video(model, clip, size: int, path: Path, wav, progress: bool) -> Path | None:
+    """The held-out clip again, the face rendered in the whole portrait (hair, neck, shoulders,
+    background; :mod:`emozone_lite.head.portrait`), from the photo's camera zoomed on head and
+    shoulders. ``None`` when the bundled portrait is missing or does not fit the model's head."""
+    from .head.portrait import load_portrait, matches_head, render_scenery
+    from .viz import write_video
+
+    try:
+        portrait = load_portrait()
+    except FileNotFoundError:
+        return None
+    if not matches_head(portrait, model.means):
+        return None
+    cam = portrait.view(size=size, zoom=2.0)
+    frames = render_clip(model, clip.audio_for(model), clip.energy, clip.aus_input, cam, progress=progress,
+                         desc="render portrait", background=render_scenery(portrait, cam))  # fmt: skip
+    write_video(frames, path, fps=25.0, audio=wav)
+    return path
+
+
 def demo(fast: bool = False, out: str | os.PathLike = "outputs", progress: bool = True) -> dict:
     """The main job: teacher data → four ablation runs on CPU → held-out talking head with a
-    neutral → surprise edit halfway → ``demo.mp4`` (with speech), ``metrics.json``,
-    ``ablation.md/.json/.png`` in ``out``."""
+    neutral → surprise edit halfway → ``demo.mp4`` (with speech), ``demo_portrait.mp4`` (the same
+    clip in the whole portrait), ``metrics.json``, ``ablation.md/.json/.png`` in ``out``."""
     from . import train as T
     from .teacher import sequence
     from .utils import atomic_write, data_path, seed_everything
@@ -84,6 +104,7 @@ def demo(fast: bool = False, out: str | os.PathLike = "outputs", progress: bool 
     import imageio.v3 as iio
 
     iio.imwrite(out / "demo_strip.png", frame_strip(side, n=6))
+    portrait_file = _portrait_video(model, clip, size, out / "demo_portrait.mp4", wav, progress)
     test_key = T.heldout_split(report["results"])
     metrics = {
         "model": model.config.to_dict(),
@@ -94,6 +115,7 @@ def demo(fast: bool = False, out: str | os.PathLike = "outputs", progress: bool 
         "metrics": report["results"]["szpab+citae"],
         "claim": report["claim"],
         "test_clip": test_key,
+        "portrait_video": None if portrait_file is None else portrait_file.name,
     }
     with atomic_write(out / "metrics.json", "w") as f:
         json.dump(T.json_safe(metrics), f, indent=2, allow_nan=False)

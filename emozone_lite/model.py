@@ -480,6 +480,25 @@ class EmoZoneLite(nn.Module):
         """Deformed Gaussians for ``frames`` (default: every frame) of a clip."""
         return self.deform(*self.encode(mel_windows, energy, aus, frames))
 
+    def _rasterize(self, means, quats, scales, viewmats, Ks, width, height, background, backend) -> Tensor:
+        """One frame's Gaussians into ``C`` cameras → ``[C, H, W, 3]``. ``background``: ``None``,
+        an RGB colour ``[3]``, or images ``[H, W, 3]`` / ``[C, H, W, 3]`` put behind the head
+        (``colour + (1 − alpha) · image``: e.g. the portrait's scenery,
+        :func:`emozone_lite.head.portrait.render_scenery`)."""
+        from .render import rasterize
+
+        C = viewmats.shape[0]
+        image_bg = background is not None and background.ndim >= 3
+        bg = None if background is None or image_bg else background.to(self.means).expand(C, 3)
+        img, alpha, _ = rasterize(means, quats, scales, self.opacities, self.colors, viewmats, Ks, width, height,
+                                  backend=backend, backgrounds=bg)  # fmt: skip
+        if image_bg:
+            if background.shape[-3:] != (height, width, 3):
+                raise ValueError(f"a background image must be [H, W, 3] = [{height}, {width}, 3] (or [C, H, W, 3]), "
+                                 f"got {list(background.shape)}")  # fmt: skip
+            img = img + (1 - alpha) * background.to(img)
+        return img
+
     def render(
         self,
         state: HeadState,
@@ -490,27 +509,14 @@ class EmoZoneLite(nn.Module):
         background: Tensor | None = None,
         backend: str = "auto",
     ) -> Tensor:
-        """Render ``B`` frames from ``C`` cameras → ``[B, C, H, W, 3]``."""
-        from .render import rasterize
-
-        C = viewmats.shape[0]
-        bg = None if background is None else background.to(self.means).expand(C, 3)
-        out = []
-        for b in range(state.means.shape[0]):
-            img, _, _ = rasterize(
-                state.means[b],
-                state.quats[b],
-                state.scales[b],
-                self.opacities,
-                self.colors,
-                viewmats,
-                Ks,
-                width,
-                height,
-                backend=backend,
-                backgrounds=bg,
-            )
-            out.append(img)
+        """Render ``B`` frames from ``C`` cameras → ``[B, C, H, W, 3]`` (``background``: a colour
+        ``[3]`` or images behind the head, see :meth:`_rasterize`)."""
+        out = [
+            self._rasterize(
+                state.means[b], state.quats[b], state.scales[b], viewmats, Ks, width, height, background, backend
+            )  # fmt: skip
+            for b in range(state.means.shape[0])
+        ]
         return torch.stack(out)
 
     def render_frames(
@@ -525,20 +531,24 @@ class EmoZoneLite(nn.Module):
     ) -> Tensor:
         """Render ``B`` frames, each from its own camera (``viewmats [B, 4, 4]``, ``Ks [B, 3, 3]``:
         a video's frames, each with the head pose of its frame) → ``[B, H, W, 3]``."""
-        from .render import rasterize
-
         B = state.means.shape[0]
         if viewmats.shape[0] != B or Ks.shape[0] != B:
             raise ValueError(f"render_frames needs one camera per frame: {B} frames, {viewmats.shape[0]} viewmats, "
                              f"{Ks.shape[0]} Ks")  # fmt: skip
-        bg = None if background is None else background.to(self.means).expand(1, 3)
-        out = []
-        for b in range(B):
-            img, _, _ = rasterize(
-                state.means[b], state.quats[b], state.scales[b], self.opacities, self.colors,
-                viewmats[b : b + 1], Ks[b : b + 1], width, height, backend=backend, backgrounds=bg,
-            )  # fmt: skip
-            out.append(img[0])
+        out = [
+            self._rasterize(
+                state.means[b],
+                state.quats[b],
+                state.scales[b],
+                viewmats[b : b + 1],
+                Ks[b : b + 1],
+                width,
+                height,
+                background,
+                backend,
+            )[0]  # fmt: skip
+            for b in range(B)
+        ]
         return torch.stack(out)
 
     def attention_mass(self, state: HeadState) -> Tensor | None:

@@ -88,7 +88,18 @@ class Studio:
             audio's frame count.
         fps: video frame rate of the features.
         pitch, radius, fov: orbit camera defaults (``Camera.orbit``); yaw is per call.
-        background: RGB background of the renders.
+        background: RGB background of the renders (without a portrait).
+        portrait: the whole portrait around the face (:mod:`emozone_lite.head.portrait`): ``None``
+            (default) uses the bundled ``portrait.ply`` when the model's head is the bundled head
+            (every model Gaussian is one of the portrait's face Gaussians) and the plain
+            background otherwise; ``False`` never; ``True`` the bundled one (an error when it does
+            not fit the model's head); a :class:`~emozone_lite.head.portrait.Portrait` or a path.
+            With a portrait the camera is the photo's, orbited about the face
+            (:meth:`Portrait.view <emozone_lite.head.portrait.Portrait.view>`: ``yaw``, ``pitch``,
+            ``zoom``; ``radius`` and ``fov`` are not used) and the face is rendered over the
+            portrait's scenery (hair, neck, shoulders, background), which is rendered once per
+            camera and cached: a slider update still renders only the face.
+        zoom: the portrait camera's zoom about the face (2.0: head and shoulders).
         backend: rasterizer backend (``"auto"``: gsplat on CUDA, else the CPU one).
         threads: ``None`` (default) leaves the process's thread counts alone; an int applies
             the toolkit's thread policy once, at construction, for the whole process
@@ -127,6 +138,8 @@ class Studio:
         background: Sequence[float] = (1.0, 1.0, 1.0),
         backend: str = "auto",
         threads: int | None = None,
+        portrait=None,
+        zoom: float = 2.0,
     ) -> None:
         from .model import EmoZoneLite
 
@@ -147,6 +160,11 @@ class Studio:
         self.track = torch.as_tensor(self._base_track(aus), dtype=torch.float32, device=dev)
         self.pitch, self.radius, self.fov = float(pitch), float(radius), float(fov)
         self.background = torch.as_tensor(background, dtype=torch.float32, device=dev).reshape(3)
+        self.zoom = float(zoom)
+        if not self.zoom > 0:
+            raise ValueError(f"zoom must be > 0, got {zoom}")
+        self.portrait = self._resolve_portrait(portrait)
+        self._scenery: dict = {}
         self.backend = backend
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
             raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
@@ -172,6 +190,32 @@ class Studio:
         self.last_state = None  # the HeadState of the latest render_frame / state call
 
     # ------------------------------------------------------------------ inputs
+    def _resolve_portrait(self, portrait):
+        from .head.portrait import Portrait, load_portrait, matches_head
+
+        if portrait is False:
+            return None
+        if isinstance(portrait, Portrait):
+            p = portrait
+        elif portrait is None or portrait is True:
+            try:
+                p = load_portrait()
+            except FileNotFoundError:
+                if portrait is True:
+                    raise
+                return None
+        else:
+            p = load_portrait(portrait)
+        if not matches_head(p, self.model.means):
+            if portrait is None:
+                return None  # auto: this model was trained on another head
+            raise ValueError(
+                "the portrait does not fit this model's head (its face Gaussians are not the model's); "
+                "build one around that head with emozone_lite.head.portrait.build_portrait(head=...), or pass "
+                "portrait=False"
+            )
+        return p
+
     def _base_track(self, aus) -> np.ndarray:
         T = self.n_frames
         if aus is None:
@@ -338,7 +382,8 @@ class Studio:
         self.last_state = None
 
     def camera(self, yaw: float = 0.0, size: int = 256) -> Camera:
-        """The orbit camera at ``yaw`` degrees, ``size × size`` pixels (cached)."""
+        """The camera at ``yaw`` degrees, ``size × size`` pixels (cached): the orbit camera, or with
+        a portrait the photo's camera orbited about the face (``pitch``, ``zoom``)."""
         size = int(size)
         if size < 8:
             raise ValueError(f"size must be at least 8 pixels, got {size}")
@@ -346,9 +391,13 @@ class Studio:
         if key not in self._cameras:
             if len(self._cameras) > 64:
                 self._cameras.clear()
-            cam = Camera.orbit(
-                yaw_deg=float(yaw), pitch_deg=self.pitch, radius=self.radius, fov_deg=self.fov, width=size, height=size
-            )
+            if self.portrait is not None:
+                cam = self.portrait.view(float(yaw), self.pitch, size, self.zoom)
+            else:
+                cam = Camera.orbit(
+                    yaw_deg=float(yaw), pitch_deg=self.pitch, radius=self.radius, fov_deg=self.fov, width=size,
+                    height=size,
+                )  # fmt: skip
             self._cameras[key] = cam.to(self.track.device)
         return self._cameras[key]
 
@@ -357,15 +406,32 @@ class Studio:
         """Render a batch-1 ``HeadState`` → ``[H, W, 3]`` float in [0, 1]."""
         return self._render(state, self.camera(yaw, size))[0]
 
+    def scenery(self, cam: Camera) -> Tensor | None:
+        """The portrait's scenery seen by ``cam`` ``[H, W, 3]`` (cached per camera), or ``None``."""
+        if self.portrait is None:
+            return None
+        key = id(cam)
+        hit = self._scenery.get(key)
+        if hit is None or hit[0] is not cam:
+            from .head.portrait import render_scenery
+
+            if len(self._scenery) > 16:
+                self._scenery.clear()
+            img = render_scenery(self.portrait, cam.to("cpu"), backend="cpu" if self.backend == "torch" else "auto")
+            hit = self._scenery[key] = (cam, img.to(self.track.device))
+        return hit[1]
+
     def _render(self, state, cam: Camera) -> Tensor:
-        """``HeadState`` with batch B → ``[B, H, W, 3]`` from one camera, on the studio's background."""
+        """``HeadState`` with batch B → ``[B, H, W, 3]`` from one camera, on the studio's background
+        (the portrait's scenery when there is one)."""
+        scenery = self.scenery(cam)
         img = self.model.render(
             state,
             cam.viewmat[None],
             cam.K[None],
             cam.width,
             cam.height,
-            background=self.background,
+            background=self.background if scenery is None else scenery,
             backend=self.backend,
         )
         return img[:, 0]

@@ -1130,16 +1130,20 @@ def render_clip(
     chunk: int = 8,
     progress: bool = True,
     desc: str = "render",
+    background: Tensor | None = None,
 ) -> Tensor:
-    """Student frames ``[T, H, W, 3]`` (float in [0, 1], white background) of a clip from one camera."""
+    """Student frames ``[T, H, W, 3]`` (float in [0, 1]) of a clip from one camera, on a white
+    background or on ``background`` (a colour ``[3]`` or an image ``[H, W, 3]``: e.g. the portrait's
+    scenery, :func:`emozone_lite.head.portrait.render_scenery`)."""
     from tqdm.auto import tqdm
 
     a, u = model.encode(mel_windows, energy, aus)
     out = []
     for i in tqdm(range(0, a.shape[0], chunk), desc=desc, disable=not progress):
         st = model.deform(a[i : i + chunk], u[i : i + chunk])
+        bg = torch.ones(3) if background is None else background
         out.append(model.render(st, camera.viewmat[None], camera.K[None], camera.width, camera.height,
-                                background=torch.ones(3))[:, 0])  # fmt: skip
+                                background=bg)[:, 0])  # fmt: skip
     return torch.cat(out)
 
 

@@ -128,6 +128,30 @@ def test_render_shape(head):
     torch.testing.assert_close(mass.sum(-1), torch.ones(2, 300))
 
 
+def test_render_over_a_background_image(head):
+    """``background`` may be an image: ``colour + (1 - alpha) · image``; a constant image equals the colour."""
+    from emozone_lite.camera import Camera
+
+    m = EmoZoneLite(ModelConfig(audio_frontend=FE, n_gaussians=300), head)
+    st = m(*_inputs(4), frames=torch.tensor([0, 1]))
+    cam = Camera.orbit(width=24, height=20)
+    flat = m.render(st, cam.viewmat[None], cam.K[None], 24, 20, background=torch.tensor([0.2, 0.5, 0.9]))
+    const = torch.tensor([0.2, 0.5, 0.9]).expand(20, 24, 3)
+    img = m.render(st, cam.viewmat[None], cam.K[None], 24, 20, background=const)
+    torch.testing.assert_close(img, flat, atol=1e-6, rtol=0)
+    ramp = torch.linspace(0, 1, 24)[None, :, None].expand(20, 24, 3)
+    over = m.render(st, cam.viewmat[None], cam.K[None], 24, 20, background=ramp)
+    black = m.render(st, cam.viewmat[None], cam.K[None], 24, 20)
+    white = m.render(st, cam.viewmat[None], cam.K[None], 24, 20, background=torch.ones(3))
+    alpha = 1 - (white - black)[..., :1]  # the head's coverage
+    torch.testing.assert_close(over, black + (1 - alpha) * ramp, atol=1e-5, rtol=0)
+    frames = m.render_frames(st, cam.viewmat[None].expand(2, 4, 4), cam.K[None].expand(2, 3, 3), 24, 20,
+                             background=ramp)  # fmt: skip
+    torch.testing.assert_close(frames, over[:, 0], atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match=r"background image must be \[H, W, 3\] = \[20, 24, 3\]"):
+        m.render(st, cam.viewmat[None], cam.K[None], 24, 20, background=torch.ones(10, 10, 3))
+
+
 def test_szpab_zones_route_audio_and_aus(head):
     m = EmoZoneLite(ModelConfig(audio_frontend=FE, n_gaussians=2000), head)
     st = m(*_inputs(4), frames=torch.tensor([0]))

@@ -113,16 +113,18 @@ def test_unchanged_aus_reuse_cached_tokens_and_states(rstudio):
 
 
 def test_render_frame_matches_hand_render(rstudio, random_model):
-    from emozone_lite.camera import Camera
+    """The studio's frame = the deformed head rendered by hand from the studio's camera, over the
+    portrait's scenery (the default for a model on the bundled head)."""
     from emozone_lite.render import rasterize
 
+    assert rstudio.portrait is not None  # auto: the random model's head is the bundled head
     t, v = 55, 4.0
     track = rstudio.edited_track({"AU01": v})
     with torch.no_grad():
         a, u = random_model.encode(rstudio.mel_windows, rstudio.energy, track)
         st = random_model.deform(a[t : t + 1], u[t : t + 1])
-    cam = Camera.orbit(yaw_deg=-15, width=SIZE, height=SIZE)
-    img, _, _ = rasterize(
+    cam = rstudio.portrait.view(-15, 0.0, SIZE, rstudio.zoom)
+    img, alpha, _ = rasterize(
         st.means[0],
         st.quats[0],
         st.scales[0],
@@ -132,15 +134,47 @@ def test_render_frame_matches_hand_render(rstudio, random_model):
         cam.K[None],
         SIZE,
         SIZE,
-        backgrounds=torch.ones(1, 3),
     )
+    from emozone_lite.head.portrait import render_scenery
+
+    hand = img[0] + (1 - alpha[0]) * render_scenery(rstudio.portrait, cam)
     aus = rstudio.frame_aus(t)
     aus[AU01] = v
     lib = rstudio.render_frame(t, aus, yaw=-15, size=SIZE)
     assert lib.shape == (SIZE, SIZE, 3)
-    torch.testing.assert_close(lib, img[0], atol=1e-4, rtol=0)
+    torch.testing.assert_close(lib, hand, atol=1e-4, rtol=0)
     # and the edit is visible with these random heads
     assert (lib - rstudio.render_frame(t, yaw=-15, size=SIZE)).abs().max() > 1e-3
+
+
+def test_plain_studio_renders_the_orbit_view_on_white(random_model):
+    from emozone_lite.camera import Camera
+    from emozone_lite.render import rasterize
+
+    plain = Studio(random_model, "arctic_a0007.wav", portrait=False)
+    assert plain.portrait is None and plain.scenery(plain.camera(0, SIZE)) is None
+    t = 30
+    with torch.no_grad():
+        st = random_model.deform(*random_model.encode(plain.mel_windows, plain.energy, plain.track, torch.tensor([t])))
+    cam = Camera.orbit(yaw_deg=10, width=SIZE, height=SIZE)
+    img, _, _ = rasterize(st.means[0], st.quats[0], st.scales[0], random_model.opacities, random_model.colors,
+                          cam.viewmat[None], cam.K[None], SIZE, SIZE, backgrounds=torch.ones(1, 3))  # fmt: skip
+    torch.testing.assert_close(plain.render_frame(t, yaw=10, size=SIZE), img[0], atol=1e-4, rtol=0)
+
+
+def test_portrait_scenery_is_cached_and_needs_a_matching_head(rstudio, head):
+    cam = rstudio.camera(5.0, SIZE)
+    first = rstudio.scenery(cam)
+    assert rstudio.scenery(cam) is first  # rendered once per camera
+    assert first.shape == (SIZE, SIZE, 3) and float(first.std()) > 0.05  # a picture, not a flat colour
+    other = head.clone()
+    other.means = other.means + 0.01  # a head the portrait was not built around
+    m = EmoZoneLite(ModelConfig(n_gaussians=300), other).eval()
+    assert Studio(m, "arctic_a0007.wav").portrait is None  # auto falls back to the plain background
+    with pytest.raises(ValueError, match="does not fit this model's head"):
+        Studio(m, "arctic_a0007.wav", portrait=True)
+    with pytest.raises(ValueError, match="zoom must be > 0"):
+        Studio(m, "arctic_a0007.wav", zoom=0)
 
 
 def test_export_frames_equal_render_frame(rstudio):

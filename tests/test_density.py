@@ -118,6 +118,17 @@ def test_accumulate_ndc_norms_over_visible_cameras():
     torch.testing.assert_close(ctl.count, torch.tensor([1.0, 0.0]))
 
 
+def test_accumulate_counts_only_the_first_n_gaussians():
+    """``n``: the controlled Gaussians are rendered first, fixed ones after them (the portrait's fill)."""
+    means2d = torch.zeros(1, 5, 2, requires_grad=True)
+    means2d.grad = torch.tensor([[[3 / 20, 4 / 15], [0.0, 0.0], [3 / 10, 4 / 7.5], [9.0, 9.0], [9.0, 9.0]]])
+    meta = {"means2d": means2d, "radii": torch.ones(1, 5, 2, dtype=torch.int32), "width": 40, "height": 30}
+    ctl = DensityControl(DensityConfig(), scene_extent=1.0)
+    ctl.accumulate(meta, n=3)
+    torch.testing.assert_close(ctl.grad_sum, torch.tensor([5.0, 0.0, 10.0]))
+    torch.testing.assert_close(ctl.count, torch.ones(3))
+
+
 def test_accumulate_needs_retained_grad():
     meta = {"means2d": torch.zeros(1, 2, 2), "radii": torch.ones(1, 2, 2), "width": 8, "height": 8}
     ctl = DensityControl(DensityConfig(), scene_extent=1.0)

@@ -646,7 +646,8 @@ def fit_step(
     behind: GaussianCloud | None = None,
 ) -> tuple[float, Tensor]:  # fmt: skip
     """One iteration of the portrait fit: render, ``0.8·L1 + 0.2·D-SSIM``, backward, accumulate the
-    view-space gradients, Adam step, renormalise the quaternions, density control at ``it + 1``.
+    view-space gradients, Adam step, renormalise the quaternions, density control at ``it + 1`` (not
+    after the last iteration, ``config.iters``).
 
     ``params``: ``means``, ``scales`` (log), ``quats``, ``opacities`` (logit), ``sh0 [N, 1, 3]``,
     ``shN [N, K-1, 3]``, each its own Adam parameter group. Returns the loss and the rendered image
@@ -663,7 +664,8 @@ def fit_step(
     optimizer.step()
     with torch.no_grad():
         params["quats"].data = normalize_quat(params["quats"].data)
-    control.step(it + 1, params, optimizer, buffers, generator=generator)
+    if it + 1 < config.iters:  # no refinement or reset on the last iteration: nothing would fit the new set
+        control.step(it + 1, params, optimizer, buffers, generator=generator)
     return float(loss.detach()), img
 
 

@@ -512,15 +512,6 @@ def _fit(density: bool, iters: int = 100) -> tuple[float, int, DensityControl]:
     return final, len(params["means"]), ctl
 
 
-@pytest.fixture
-def one_thread():
-    """One torch thread: on two shared cores the small renders are several times faster so."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_density_control_fits_a_toy_image_better(one_thread):
     plain_loss, plain_n, _ = _fit(density=False)
     loss, n, ctl = _fit(density=True)

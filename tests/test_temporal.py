@@ -22,15 +22,6 @@ from emozone_lite.temporal import (
 C = len(AU_NAMES)
 
 
-@pytest.fixture
-def one_thread():
-    """Small models run fastest on one thread (and do not thrash a shared 2-core CPU)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def keyframe_track(T: int, seed: int = 0, every: int = 20, n_aus: int = C) -> torch.Tensor:
     """A smooth ``[T, n_aus]`` AU track: random keys in [0, 3] every ``every`` frames, smoothstep between."""
     g = torch.Generator().manual_seed(seed)

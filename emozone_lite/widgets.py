@@ -463,7 +463,8 @@ class ExpressionStudio(W.VBox):
             raise
         finally:
             self.export_button.disabled = False
-        self.status.value = f"<small>wrote {html.escape(str(path))} in {time.perf_counter() - tic:.1f} s</small>"
+        shown = _relative(path)
+        self.status.value = f"<small>wrote {html.escape(shown)} in {time.perf_counter() - tic:.1f} s</small>"
         self.exported = path
         return path
 
@@ -517,3 +518,13 @@ def expression_studio(
         export_size=export_size,
         export_frames=export_frames,
     )
+
+
+def _relative(path) -> str:
+    """``path`` relative to the working folder when that is short (no machine-specific prefix in
+    what the widget shows), else as given."""
+    try:
+        rel = os.path.relpath(Path(path).resolve(), Path.cwd().resolve())
+    except ValueError:  # another drive (Windows)
+        return str(path)
+    return rel if rel.count("..") <= 2 else str(path)

@@ -97,6 +97,12 @@ def lab(tmp_path_factory):
     nb_settings = tmp / "settings" / "@jupyterlab" / "notebook-extension"
     nb_settings.mkdir(parents=True)
     (nb_settings / "tracker.jupyterlab-settings").write_text(json.dumps({"windowingMode": "none"}))
+    # no "notified about official Jupyter news?" prompt over the widgets (the README's screenshot)
+    notify = tmp / "settings" / "@jupyterlab" / "apputils-extension"
+    notify.mkdir(parents=True)
+    (notify / "notification.jupyterlab-settings").write_text(
+        json.dumps({"fetchNews": "false", "checkForUpdates": False})
+    )
     port, token = _free_port(), os.urandom(16).hex()
     env = dict(os.environ)
     env.update(

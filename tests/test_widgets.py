@@ -10,6 +10,7 @@ a trained model: the shipped pretrained one (``train.pretrained()``, no training
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -441,3 +442,11 @@ def test_docstring_examples():
 
     failures, tried = doctest.testmod(studio_mod, optionflags=doctest.ELLIPSIS)
     assert tried > 0 and failures == 0
+
+
+def test_export_message_shows_paths_relative_to_the_working_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert widgets._relative(tmp_path / "outputs" / "studio.mp4") == "outputs/studio.mp4"
+    assert widgets._relative(tmp_path.parent / "studio.mp4") == "../studio.mp4"
+    far = Path("/") / "x" / "y" / "z" / "w" / "studio.mp4"
+    assert widgets._relative(far) == str(far)  # far away: as given

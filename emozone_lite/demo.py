@@ -121,7 +121,9 @@ def demo(fast: bool = False, out: str | os.PathLike = "outputs", progress: bool 
         json.dump(T.json_safe(metrics), f, indent=2, allow_nan=False)
     claim = report["claim"]
     print(
-        f"wrote {out / 'demo.mp4'}, {out / 'metrics.json'}, {out / 'ablation.md'} in {metrics['seconds_total']:.0f} s"
+        f"wrote {out / 'demo.mp4'}, "
+        + ("" if portrait_file is None else f"{portrait_file}, ")
+        + f"{out / 'metrics.json'}, {out / 'ablation.md'} in {metrics['seconds_total']:.0f} s"
     )
     if claim is not None:
         print(

@@ -73,6 +73,8 @@ __all__ = [
     "Portrait",
     "DEFAULT_PORTRAIT",
     "person_mask",
+    "resize_photo",
+    "merge_with_face",
     "scenery_of",
     "render_scenery",
     "matches_head",
@@ -741,7 +743,7 @@ def build_portrait(
     photo_full = load_photo(photo_path)
     head = load_head() if head is None else head
     cam_full, fit = register_mesh_to_photo(load_canonical_mesh(), photo_full)
-    camera, photo = _resize(photo_full, cam_full, config.size)
+    camera, photo = resize_photo(photo_full, cam_full, config.size)
     mesh = neutral_vertices(fit.mesh.vertices)
     face = head.detach()
     with torch.no_grad():
@@ -756,14 +758,14 @@ def build_portrait(
         front_img, front_alpha, _ = rasterize(face.means, face.quats, face.scales, face.opacities, face.colors,
                                               camera.viewmat[None], camera.K[None], camera.width, camera.height,
                                               backend=backend)  # fmt: skip
-        seeded = _merge_face(face, GaussianCloud.concat([fill, seen]), config.sh_degree)
+        seeded = merge_with_face(face, GaussianCloud.concat([fill, seen]), config.sh_degree)
         img0 = render_portrait(seeded, camera, backend=backend)
     front = (front_img[0], front_alpha[0])
     fitted, info = fit_portrait(seen, front, photo, camera, config, checkpoint=checkpoint, progress=progress,
                                 backend=backend, record_every=record_every, behind=fill)  # fmt: skip
     depth_map = zimg[0, ..., 0].numpy() / np.maximum(a, 1e-6)
     fitted, n_pushed = push_behind(fitted, camera, depth_map, a)
-    portrait = _merge_face(face, GaussianCloud.concat([fill, fitted]), config.sh_degree)
+    portrait = merge_with_face(face, GaussianCloud.concat([fill, fitted]), config.sh_degree)
     img = render_portrait(portrait, camera, backend=backend)  # everything together, the fill included
     p0, p1 = float(psnr(img0, target)), float(psnr(img, target))
     s1 = float(ssim(img, target))
@@ -781,7 +783,8 @@ def build_portrait(
                          info["snapshots"], len(face))  # fmt: skip
 
 
-def _resize(photo: np.ndarray, camera: Camera, size: int) -> tuple[Camera, np.ndarray]:
+def resize_photo(photo: np.ndarray, camera: Camera, size: int) -> tuple[Camera, np.ndarray]:
+    """A square photo and its camera at ``size × size`` pixels (Lanczos; ``K`` scaled by ``size / width``)."""
     from PIL import Image
 
     H, W = photo.shape[:2]
@@ -795,7 +798,9 @@ def _resize(photo: np.ndarray, camera: Camera, size: int) -> tuple[Camera, np.nd
     return Camera(camera.viewmat.clone(), K.float(), size, size), np.asarray(pil).astype(np.float32) / 255
 
 
-def _merge_face(face: GaussianCloud, scenery: GaussianCloud, degree: int) -> GaussianCloud:
+def merge_with_face(face: GaussianCloud, scenery: GaussianCloud, degree: int) -> GaussianCloud:
+    """One cloud: the face head first, then the scenery; every extra of either on both (the face gets
+    ``head_weight`` 1 and zero ``sh_rest`` for SH ``degree``; missing extras are zeros)."""
     k = num_sh_bases(degree)
     n_f, n_s = len(face), len(scenery)
     extras = {}

@@ -283,6 +283,8 @@ def person_mask(
     the face, a band of hair just above it and the cores of the neck and torso proxies; seeds
     for the background are the pixels well outside every body proxy's silhouette. The random
     walker (Grady 2006, ``skimage.segmentation.random_walker``) labels the rest by colour edges.
+    The hair (the skull's silhouette, off the face) keeps only pixels ``S / 128`` px inside the
+    walker's edge: the edge pixels are often background, which would turn with the skull.
     """
     from scipy import ndimage
     from skimage.segmentation import random_walker
@@ -315,7 +317,12 @@ def person_mask(
     with warnings.catch_warnings():  # "probability range outside [0, 1]" at sharp beta: harmless, labels only
         warnings.simplefilter("ignore", UserWarning)
         lab = random_walker(photo.astype(np.float64), labels, beta=beta, mode="cg_j", channel_axis=-1, tol=1e-3)
-    return (lab == 1) | face
+    person = lab == 1
+    # the walker's edge leaks a pixel or two of background into the hair: those would turn with the
+    # skull as a light rim at ±30°; give the skull's layer only pixels 2 px inside its edge
+    hair = person & hits[0] & ~face
+    person &= ~(hair & ~ndimage.binary_erosion(person, iterations=max(1, S // 128)))
+    return person | face
 
 
 def _disc_quats(normals: np.ndarray) -> Tensor:

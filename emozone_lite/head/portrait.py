@@ -166,8 +166,8 @@ class Proxy:
         disc = b * b - 4 * a * c
         sq = np.sqrt(np.maximum(disc, 0))
         t = np.full(len(dirs), np.inf)
-        for sign in (1.0, -1.0):  # the far root, then the near one overrides where valid
-            ts = (-b - sign * sq) / (2 * a) if sign > 0 else (-b + sq) / (2 * a)
+        for sign in (1.0, -1.0):  # both roots (near, far): the smallest valid one wins
+            ts = (-b - sign * sq) / (2 * a)
             p = o + ts[:, None] * d
             ok = (disc >= 0) & (ts > 0)
             if self.y_range is not None:

@@ -417,6 +417,8 @@ class Studio:
 
             if len(self._scenery) > 16:
                 self._scenery.clear()
+            # the portrait lives on the CPU; its ~50k Gaussians go through the fast renderer even when
+            # the face uses the slow readable twin (backend="torch")
             img = render_scenery(self.portrait, cam.to("cpu"), backend="cpu" if self.backend == "torch" else "auto")
             hit = self._scenery[key] = (cam, img.to(self.track.device))
         return hit[1]

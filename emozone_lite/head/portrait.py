@@ -41,6 +41,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -50,7 +51,7 @@ from torch import Tensor
 from ..camera import Camera
 from ..gaussians import GaussianCloud
 from ..geometry import normalize_quat, quat_multiply, rotmat_to_quat
-from ..render import num_sh_bases, rasterize, rgb_to_sh
+from ..render import num_sh_bases, rasterize, rgb_to_sh, sh_to_rgb
 from ..utils import atomic_write
 from .density import DensityConfig, DensityControl
 from .parts import BACKGROUND, NECK, SKULL, TORSO, parts_of
@@ -523,16 +524,25 @@ def sh_coefficients(cloud: GaussianCloud, degree: int) -> Tensor:
     return torch.cat([dc, rest], 1)
 
 
+def _fixed_tensors(cloud: GaussianCloud, degree: int) -> tuple[Tensor, ...]:
+    """``(means, quats, scales, opacities, sh)`` of a cloud rendered alongside and never optimised."""
+    c = cloud.detach()
+    return c.means, c.quats, c.scales, c.opacities, sh_coefficients(c, degree)
+
+
 def _render_seen(params: dict, camera: Camera, degree: int, backend: str, front=None, behind=None):
-    """Render the optimised Gaussians (first) and the fixed ``behind`` cloud over white, with
-    ``front = (colour, alpha)`` composited over them."""
+    """Render the optimised Gaussians (first) and the fixed ``behind`` Gaussians (a cloud, or its
+    :func:`_fixed_tensors` computed once) over white, with ``front = (colour, alpha)`` composited over them."""
     sh = torch.cat([params["sh0"], params["shN"]], 1)
     means, quats, scales = params["means"], params["quats"], params["scales"].exp()
     opac = torch.sigmoid(params["opacities"])
-    if behind is not None and len(behind):
-        means, quats = torch.cat([means, behind.means]), torch.cat([quats, behind.quats])
-        scales, opac = torch.cat([scales, behind.scales]), torch.cat([opac, behind.opacities])
-        sh = torch.cat([sh, sh_coefficients(behind, degree)])
+    if isinstance(behind, GaussianCloud):
+        behind = _fixed_tensors(behind, degree)
+    if behind is not None and len(behind[0]):
+        b_means, b_quats, b_scales, b_opac, b_sh = behind
+        means, quats = torch.cat([means, b_means]), torch.cat([quats, b_quats])
+        scales, opac = torch.cat([scales, b_scales]), torch.cat([opac, b_opac])
+        sh = torch.cat([sh, b_sh])
     img, _, meta = rasterize(
         means, quats, scales, opac, sh, camera.viewmat[None], camera.K[None], camera.width, camera.height,
         backend=backend, backgrounds=torch.ones(1, 3), sh_degree=degree,
@@ -608,7 +618,7 @@ def fit_portrait(
     control = DensityControl(config.density, extent)
     if front is not None:
         front = (front[0].detach().reshape(target.shape), front[1].detach().reshape(*target.shape[:2], 1))
-    behind = None if behind is None else behind.detach()
+    behind = None if behind is None else _fixed_tensors(behind, deg)  # once, not every iteration
     gen = torch.Generator().manual_seed(config.seed)
     losses: list[float] = []
     start, resumed = 0, None
@@ -640,7 +650,7 @@ def fit_portrait(
                             "buffers": buffers, "losses": losses, "it": it + 1, "density": control.state_dict(),
                             "generator": gen.get_state()}, f)  # fmt: skip
     p = {k: v.detach() for k, v in params.items()}
-    rgb = p["sh0"][:, 0] * 0.28209479177387814 + 0.5
+    rgb = sh_to_rgb(p["sh0"][:, 0])
     out = GaussianCloud(
         p["means"], normalize_quat(p["quats"]), p["scales"].exp(), torch.sigmoid(p["opacities"]), rgb,
         extras={"part": buffers["part"], "head_weight": buffers["head_weight"], "sh_rest": p["shN"]},
@@ -652,7 +662,7 @@ def fit_portrait(
 def fit_step(
     params: dict, optimizer, control: DensityControl, it: int, target: Tensor, camera: Camera,
     config: PortraitConfig, *, front=None, buffers: dict | None = None, generator=None, backend: str = "cpu",
-    behind: GaussianCloud | None = None,
+    behind: GaussianCloud | tuple | None = None,
 ) -> tuple[float, Tensor]:  # fmt: skip
     """One iteration of the portrait fit: render, ``0.8·L1 + 0.2·D-SSIM``, backward, accumulate the
     view-space gradients, Adam step, renormalise the quaternions, density control at ``it + 1`` (not
@@ -660,7 +670,8 @@ def fit_step(
 
     ``params``: ``means``, ``scales`` (log), ``quats``, ``opacities`` (logit), ``sh0 [N, 1, 3]``,
     ``shN [N, K-1, 3]``, each its own Adam parameter group. Returns the loss and the rendered image
-    (before the update).
+    (before the update). ``behind``: fixed Gaussians rendered alongside (a cloud, or its
+    ``(means, quats, scales, opacities, sh)`` prepared once, as :func:`fit_portrait` does).
     """
     from ..metrics import l1_dssim_loss
 
@@ -947,8 +958,8 @@ def render_scenery(portrait, camera: Camera, background=1.0, backend: str = "aut
     equals the joint render up to where the two overlap in depth at oblique views
     (``tests/test_portrait.py`` measures the difference). ``portrait``: a :class:`Portrait` or its cloud.
     """
-    cloud = portrait.cloud if isinstance(portrait, Portrait) else portrait
-    return render_portrait(scenery_of(cloud), camera, background=background, backend=backend)
+    scenery = portrait.scenery if isinstance(portrait, Portrait) else scenery_of(portrait)
+    return render_portrait(scenery, camera, background=background, backend=backend)
 
 
 def matches_head(portrait: Portrait, means: Tensor, atol: float = 1e-5) -> bool:
@@ -978,6 +989,11 @@ class Portrait:
     pivot: np.ndarray
     target: np.ndarray
     n_face: int
+
+    @cached_property
+    def scenery(self) -> GaussianCloud:
+        """The Gaussians around the face head (:func:`scenery_of`), selected once."""
+        return scenery_of(self.cloud)
 
     def view(self, yaw_deg: float = 0.0, pitch_deg: float = 0.0, size: int | None = None, zoom: float = 1.0) -> Camera:
         """:func:`portrait_camera` about the face's centre."""

@@ -15,7 +15,16 @@ import importlib
 __version__ = "0.1.0"
 
 #: Names re-exported from :mod:`emozone_lite.utils`, loaded on first use.
-_FROM_UTILS = ("cache_dir", "data_dir", "data_path", "fast_mode", "get_device", "outputs_dir", "seed_everything")
+_FROM_UTILS = (
+    "cache_dir",
+    "data_dir",
+    "data_path",
+    "environment_report",
+    "fast_mode",
+    "get_device",
+    "outputs_dir",
+    "seed_everything",
+)
 #: Old constants, computed when read: ``emozone_lite.FAST`` (= ``fast_mode()``), ``emozone_lite.DATA_DIR``.
 _COMPUTED = ("FAST", "DATA_DIR")
 

@@ -41,6 +41,7 @@ __all__ = [
     "seed_everything",
     "get_device",
     "atomic_write",
+    "environment_report",
 ]
 
 ENV_FAST = "EMOZONE_FAST"
@@ -141,6 +142,41 @@ def seed_everything(seed: int = 0) -> None:
 def get_device() -> torch.device:
     """CUDA when available, else CPU."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def environment_report() -> str:
+    """One line per fact a lesson depends on: versions, device, render backend, data, FAST.
+
+    What each notebook's launch cell prints, so a student (or a teacher reading a screenshot)
+    sees at once whether this kernel is the one the lesson expects. Reads nothing from the
+    network and changes nothing.
+
+    Examples:
+        >>> "emozone-lite" in environment_report()
+        True
+    """
+    import platform
+    import sys
+
+    from . import __version__
+
+    device = get_device()
+    backend = "gsplat (CUDA)" if device.type == "cuda" else "cpu (numba)"
+    try:
+        data = data_dir()
+        n_files = sum(1 for _ in data.iterdir()) if data.is_dir() else 0
+        data_line = f"{data} ({n_files} entries)" if n_files else f"{data} (missing: reinstall emozone-lite)"
+    except OSError as e:
+        data_line = f"unreadable ({e})"
+    lines = [
+        f"emozone-lite {__version__} · Python {platform.python_version()} · torch {torch.__version__}",
+        f"device: {device} · render backend: {backend} · threads: {torch.get_num_threads()}",
+        f"bundled data: {data_line}",
+        f"EMOZONE_FAST={os.environ.get(ENV_FAST, '')!r} → {'FAST (small sizes)' if fast_mode() else 'full sizes'}",
+    ]
+    if "google.colab" in sys.modules:
+        lines.append("running in Google Colab")
+    return "\n".join(lines)
 
 
 @contextmanager

@@ -58,6 +58,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "TeacherRig",
     "jaw_field",
+    "jaw_soft_max",
     "mouth_opening",
     "eye_aperture",
     "JAW_SOFTMAX_P",
@@ -107,6 +108,25 @@ JAW_ANGLE = 0.175
 
 
 # --------------------------------------------------------------------------- fields
+def jaw_soft_max(j_speech, j_expression, p: float = JAW_SOFTMAX_P) -> Tensor:
+    """The jaw's combined opening ``(j_s^p + j_e^p)^(1/p)`` of a speech and an expression request.
+
+    Both requests are in units of the full drop (negative values count as 0). With ``p = 1``
+    the two add; as ``p`` grows it tends to ``max(j_s, j_e)``, so a jaw already open for a
+    vowel opens little further for AU26 and a wide AU26 is not exceeded by speech.
+
+    Examples:
+        >>> jaw_soft_max(torch.tensor([0.0, 0.6, 0.6]), torch.tensor([0.0, 0.0, 0.6]), 4).tolist()
+        [0.0, 0.6000000238418579, 0.7135242819786072]
+    """
+    j_s = as_float_tensor(j_speech, "j_speech").clamp_min(0)
+    j_e = as_float_tensor(j_expression, "j_expression").clamp_min(0)
+    if not p >= 1:
+        raise ValueError(f"p must be >= 1 (1 adds, large p approaches the maximum), got {p}")
+    s = j_e**p + j_s**p
+    return torch.where(s > 0, s.clamp_min(1e-30) ** (1.0 / p), torch.zeros_like(s))
+
+
 def jaw_field(mesh: FaceMesh, angle: float = JAW_ANGLE, pivot=JAW_PIVOT, geo: np.ndarray | None = None) -> np.ndarray:
     """``[V, 3]`` jaw-drop field: a linearised rotation by ``angle`` about the x axis through
     ``pivot``, weighted by :func:`~emozone_lite.teacher.anatomy.mandible_mask` (a smooth,
@@ -411,9 +431,7 @@ class TeacherRig:
 
     def _jaw(self, aus: Tensor, w: Tensor) -> Tensor:
         j_e = aus[:, self.au_names.index("AU26")] / 5.0
-        j_s = w @ self.viseme_jaw
-        s = j_e.clamp_min(0) ** self.jaw_p + j_s.clamp_min(0) ** self.jaw_p
-        return torch.where(s > 0, s.clamp_min(1e-30) ** (1.0 / self.jaw_p), torch.zeros_like(s))
+        return jaw_soft_max(w @ self.viseme_jaw, j_e, self.jaw_p)
 
     def _check_inputs(self, aus, viseme_weights) -> tuple[Tensor, Tensor]:
         aus = _as_weights(aus, "aus")

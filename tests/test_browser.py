@@ -27,23 +27,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _chromium import CHROMIUM_NAMES, LAUNCH_ARGS, find_chromium
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOK = REPO / "notebooks" / "08_expression_studio.ipynb"
-CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
-LAUNCH_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-default-apps",
-    "--disable-extensions",
-    "--no-first-run",
-    "--no-default-browser-check",
-    "--metrics-recording-only",
-]
 
 
 #: True once every code cell of the notebook shows an execution count ("[7]:", not "[*]:" or "[ ]:").
@@ -61,14 +48,6 @@ STARTED = r"""() => [...document.querySelectorAll('.jp-Notebook .jp-CodeCell .jp
 ERRORS = r"""() => [...document.querySelectorAll('.jp-OutputArea-output')]
   .filter(e => e.getAttribute('data-mime-type') === 'application/vnd.jupyter.stderr' && /Traceback|Error/.test(e.innerText))
   .map(e => e.innerText)"""
-
-
-def _chromium() -> str | None:
-    for name in CHROMIUM_NAMES:
-        path = shutil.which(name)
-        if path:
-            return path
-    return None
 
 
 def _free_port() -> int:
@@ -181,7 +160,7 @@ def _decode(png: bytes) -> np.ndarray:
 @pytest.mark.browser
 @pytest.mark.slow
 def test_studio_slider_changes_the_render_in_chromium(lab):
-    exe = _chromium()
+    exe = find_chromium()
     if exe is None:
         pytest.skip(
             f"no Chromium binary found (looked for {', '.join(CHROMIUM_NAMES)}); "

@@ -19,34 +19,19 @@ import functools
 import json
 import os
 import re
-import shutil
 import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from _chromium import CHROMIUM_NAMES, LAUNCH_ARGS, find_chromium
 
 REPO = Path(__file__).resolve().parent.parent
 SITE = Path(os.environ.get("EMOZONE_SITE", REPO / "site")).resolve()
 EXECUTED = Path(os.environ.get("EMOZONE_SITE_NOTEBOOKS", REPO / "build" / "book" / "jupyter_execute")).resolve()
 NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 GUIDES = {"design": "emozone-lite — design", "teaching": "Teaching with emozone-lite"}
-# as tests/test_browser.py: Debian's chromium, no browser download, nothing in the background
-CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
-LAUNCH_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-default-apps",
-    "--disable-extensions",
-    "--no-first-run",
-    "--no-default-browser-check",
-    "--metrics-recording-only",
-]
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 PLOTLY = "application/vnd.plotly.v1+json"
 
@@ -90,14 +75,6 @@ def _outputs(stem: str) -> dict[str, int] | None:
     }
 
 
-def _chromium() -> str | None:
-    for name in CHROMIUM_NAMES:
-        path = shutil.which(name)
-        if path:
-            return path
-    return None
-
-
 class _QuietHandler(SimpleHTTPRequestHandler):
     def log_message(self, format, *args):  # quiet: no line per request in the test output
         pass
@@ -121,7 +98,7 @@ def server():
 
 @pytest.fixture(scope="module")
 def browser(server):
-    exe = _chromium()
+    exe = find_chromium()
     if exe is None:
         pytest.skip(
             f"no Chromium binary found (looked for {', '.join(CHROMIUM_NAMES)}); "

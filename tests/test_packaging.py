@@ -84,10 +84,11 @@ def _imports(paths) -> set[str]:
     return mods
 
 
-def _third_party(mods: set[str]) -> dict[str, str]:
+def _third_party(mods: set[str], local: set[str] = frozenset()) -> dict[str, str]:
+    """Map each imported top-level module to its distribution; ``local`` names sibling modules (test helpers)."""
     dists = packages_distributions()
     out = {}
-    for m in sorted(mods - set(sys.stdlib_module_names) - {"emozone_lite", "__future__"}):
+    for m in sorted(mods - set(sys.stdlib_module_names) - {"emozone_lite", "__future__"} - set(local)):
         assert m in dists, f"import {m!r} belongs to no installed distribution"
         out[m] = _norm(dists[m][0])
     return out
@@ -97,7 +98,8 @@ def test_every_import_is_declared():
     lib = _third_party(_imports((ROOT / "emozone_lite").rglob("*.py")))
     for mod, dist in lib.items():
         assert dist in ALL_DECLARED, f"emozone_lite imports {mod} ({dist}) but pyproject does not declare it"
-    tests = _third_party(_imports([*(ROOT / "tests").glob("*.py"), *(ROOT / "benchmarks").glob("*.py")]))
+    files = [*(ROOT / "tests").glob("*.py"), *(ROOT / "benchmarks").glob("*.py")]
+    tests = _third_party(_imports(files), local={p.stem for p in files})
     for mod, dist in tests.items():
         assert dist in ALL_DECLARED, f"tests import {mod} ({dist}) but no extra declares it"
 

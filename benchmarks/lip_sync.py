@@ -1,6 +1,7 @@
 """Does the student's mouth follow real speech it never heard? (issue: "the head talks").
 
     python benchmarks/lip_sync.py [--fast] [--corpus 150] [--steps 300] [--out DIR]
+    python benchmarks/lip_sync.py --strip docs/speech_strip.png   # the README's figure only
 
 Trains the paper's model (SZ-PAB + CIT-AE) several ways with the same seed and step budget and
 measures it on the two real CMU ARCTIC recordings (a0007, Scottish male; a0009, US female):
@@ -21,7 +22,9 @@ For each recording, with a neutral face (the mouth moves with speech only), stud
 teacher's phone-driven mouth: mouth-opening correlation (target ≥ 0.8), range ratio student /
 teacher (target 0.8–1.2) and LMD-mouth, read from the mesh (*geom*) and by the face detector on
 256² front renders (*pixel*). Prints a table; ``--out`` writes ``lip_sync.json``. Runs are
-cached (``EMOZONE_CACHE``) and resume.
+cached (``EMOZONE_CACHE``) and resume. ``--strip PNG`` trains nothing: it draws the shipped
+model beside the teacher on both recordings (five evenly spaced frames each, the frames the
+pixel figures read) and exits.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--corpus", type=int, default=150, help="corpus utterances of the corpus runs")
     p.add_argument("--steps", type=int, default=None, help="training steps (default: the config's)")
     p.add_argument("--out", default=None)
+    p.add_argument("--strip", default=None, help="draw the shipped model's frame strip to this PNG and exit")
     a = p.parse_args(argv)
 
     from emozone_lite import train as T
@@ -75,6 +79,8 @@ def main(argv: list[str] | None = None) -> dict:
     }
     eval_data = T.cached_dataset(corpus_cfg, progress=False)  # its cameras and its test clips (both recordings)
     neutral = [T.speech_test_clip(c.name.split("/")[0], eval_data.cameras, corpus_cfg) for c in eval_data.test]
+    if a.strip:
+        return {"strip": str(speech_strip(T.shipped_model(), neutral, a.strip))}
     out: dict = {"train_config": corpus_cfg.to_dict(), "cores": os.cpu_count(), "runs": {}}
 
     def measure(model) -> dict:
@@ -119,6 +125,34 @@ def main(argv: list[str] | None = None) -> dict:
 
         (d / "lip_sync.json").write_text(json.dumps(json_safe(out), indent=2))
     return out
+
+
+def speech_strip(model, clips, path, n: int = 5) -> Path:
+    """``model`` (left) beside the teacher (right) on each neutral-face ``clip`` (one row each):
+    ``n`` evenly spaced frames rendered from the pixel evaluation's front camera, saved to ``path``."""
+    import numpy as np
+
+    from emozone_lite import train as T
+    from emozone_lite.audio import MEL_FPS
+    from emozone_lite.viz import image_grid
+
+    fps = MEL_FPS / 2  # two mel frames per video frame (emozone_lite.audio)
+    images, titles = [], []
+    for clip in clips:
+        student = T.render_clip(
+            model, clip.audio_for(model), clip.energy, clip.aus_input, T.pixel_camera(), progress=False
+        )
+        rec = clip.name.split("/")[0].removeprefix("arctic_")
+        for i in np.linspace(0, clip.n_frames - 1, n + 2).round().astype(int)[1:-1]:  # not the silent ends
+            images += [student[i], clip.pixel_frames[i]]
+            titles += [f"{rec} {i / fps:.2f} s student", "teacher"]
+    fig = image_grid(images, titles, ncols=2 * n, size=1.6)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=100)
+    tmp.replace(path)
+    return path
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ ablation; everything else (sizes, seed, data) stays the same.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Literal
 
 import torch
@@ -73,6 +73,13 @@ class ModelConfig:
             ``benchmarks/au_path.py`` (AU → vertex loss only, 2 cores) ``"per_au"`` made CIT-AE
             follow the presets 0.12 / 0.30 / 0.57 of the teacher's motion after 300 / 600 / 900
             steps against 0.02 / 0.19 / 0.24 shared (per-frame encoder 0.16 / 0.47 / 0.58).
+        face_motion: how the face-surface Gaussians move: ``"carried"`` (default: the field's
+            offsets are read out onto the mesh vertices, :meth:`EmoZoneLite.vertex_displacement`,
+            and carried back to every face Gaussian through its triangle, so the rendered skin
+            follows exactly the mesh the landmark losses supervise) or ``"free"`` (each Gaussian
+            keeps its own offset, as before; only their average per vertex is supervised, and the
+            lips' Gaussians drifted apart). Rotations and scales come from the field either way;
+            the mouth interior and eyes keep their own offsets.
     """
 
     fusion: Literal["szpab", "implicit", "attention"] = "szpab"
@@ -92,8 +99,11 @@ class ModelConfig:
     audio_frontend: Literal["mel", "phones"] = "phones"
     subset: Literal["mouth", "even"] = "mouth"
     au_level: Literal["shared", "per_au"] = "shared"
+    face_motion: Literal["carried", "free"] = "carried"
 
     def __post_init__(self) -> None:
+        if self.face_motion not in ("carried", "free"):
+            raise ValueError(f"face_motion must be 'carried' or 'free', got {self.face_motion!r}")
         if self.audio_frontend not in ("mel", "phones"):
             raise ValueError(f"audio_frontend must be 'mel' or 'phones', got {self.audio_frontend!r}")
         if self.subset not in ("mouth", "even"):
@@ -327,6 +337,12 @@ class EmoZoneLite(nn.Module):
         wsum = torch.zeros(len(mesh.vertices)).index_add_(0, tri_verts.reshape(-1), bary.reshape(-1))
         self.register_buffer("readout_verts", tri_verts.reshape(-1).contiguous())
         self.register_buffer("readout_weights", (bary / wsum[tri_verts].clamp_min(1e-8)).reshape(-1).contiguous())
+        # face_motion="carried": the face Gaussians, their triangles' vertices and barycentrics (derived
+        # from the head, so not saved in checkpoints)
+        on_face = follows_mesh(sub)
+        self.register_buffer("carry_idx", torch.nonzero(on_face).squeeze(1), persistent=False)
+        self.register_buffer("carry_verts", tri_verts[on_face].contiguous(), persistent=False)
+        self.register_buffer("carry_bary", sub.extras["bary"].float()[on_face].contiguous(), persistent=False)
         # zones are measured on the canonical mesh (each Gaussian's triangle + barycentrics), not on
         # the photo-fitted centres, which sit up to ~2 cm off the canonical surface
         zone_w = cloud_membership(sub, falloff=c.zone_falloff).float()
@@ -438,9 +454,17 @@ class EmoZoneLite(nn.Module):
         """Deformed Gaussians for ``B`` frames from their tokens ``[B, n_a, d]``, ``[B, 17, d]``."""
         fused, weights = self.fuse(audio_tokens, au_tokens)
         d = self.deformation(fused, self.means)
+        disp = self.vertex_displacement(d.dmeans)
+        if self.config.face_motion == "carried":
+            d = replace(d, dmeans=d.dmeans.index_copy(-2, self.carry_idx, self.carry_face(disp)))
         means, quats, scales = apply_deformation((self.means, self.quats, self.scales), d)
-        vertices = self.rest_vertices + self.vertex_displacement(d.dmeans)
-        return HeadState(means, quats, scales, vertices, weights)
+        return HeadState(means, quats, scales, self.rest_vertices + disp, weights)
+
+    def carry_face(self, vertex_disp: Tensor) -> Tensor:
+        """Offsets ``[B, N_face, 3]`` of the face Gaussians carried from vertex displacements
+        ``[B, 468, 3]`` through their triangles: ``Δμ_i = Σ_k bary_ik · ΔV[tri_ik]``
+        (``face_motion="carried"``; the same as :func:`emozone_lite.head.carry_vertex_displacements`)."""
+        return (vertex_disp[:, self.carry_verts] * self.carry_bary[None, :, :, None]).sum(2)
 
     def vertex_support(self, vertex_idx) -> Tensor:
         """Indices of the Gaussians whose offsets the read-out of ``vertex_idx`` uses (the face

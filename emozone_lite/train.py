@@ -1687,8 +1687,9 @@ DATA_VERSION = 5
 #: Bump when the network's parameters change, to invalidate cached runs.
 #: 4: phone front-end by default, speech loss over several corpus utterances; 5: trained on label
 #: phone windows, tested on word-level recognition; 6: the mouth at full density
-#: (``ModelConfig.subset="mouth"``), a shape regulariser (``TrainConfig.lambda_shape``)
-MODEL_VERSION = 6
+#: (``ModelConfig.subset="mouth"``), a shape regulariser (``TrainConfig.lambda_shape``); 7: the face
+#: Gaussians carried from the read-out mesh (``ModelConfig.face_motion="carried"``)
+MODEL_VERSION = 7
 
 
 def _key(*parts: dict) -> str:

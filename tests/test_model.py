@@ -275,3 +275,47 @@ def test_deform_vertices_is_the_full_deformation_on_fewer_gaussians(head, fusion
         assert (x is None) == (y is None)
         if x is not None:
             torch.testing.assert_close(y, x, rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize("subset", ["mouth", "even"])
+def test_carried_face_gaussians_follow_the_read_out_mesh(head, subset):
+    """face_motion="carried" (the default): every face Gaussian moves by the barycentric carry of
+    the state's own vertex displacement (so the rendered skin follows the supervised mesh); the
+    mouth interior and eyes keep the field's offsets; "free" keeps every offset; the vertices and
+    the rotations / scales are the same in both modes."""
+    from emozone_lite.head import carry_vertex_displacements, follows_mesh
+
+    torch.manual_seed(0)
+    n = 3000
+    models = {fm: EmoZoneLite(ModelConfig(audio_frontend=FE, n_gaussians=n, subset=subset, face_motion=fm), head)
+              for fm in ("carried", "free")}  # fmt: skip
+    assert ModelConfig().face_motion == "carried"
+    models["free"].load_state_dict(models["carried"].state_dict())  # same keys: the switch saves nothing
+    for p in models["carried"].deformation.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    models["free"].load_state_dict(models["carried"].state_dict())
+    m = models["carried"]
+    idx, _ = mouth_first_subset(head, n) if subset == "mouth" else (evenly_spread_subset(len(head), n), None)
+    sub = head.subset(idx)
+    face = follows_mesh(sub)
+    assert 0 < int(face.sum()) < n  # both kinds present
+    mel, en, aus = _inputs()
+    a, u = m.encode(mel, en, aus)
+    st, free = m.deform(a[:3], u[:3]), models["free"].deform(a[:3], u[:3])
+    disp = st.vertices - m.rest_vertices
+    assert float(disp.detach().abs().max()) > 1e-4
+    want = m.means + carry_vertex_displacements(sub, disp)
+    torch.testing.assert_close(st.means[:, face], want[:, face], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(st.means[:, ~face], free.means[:, ~face])
+    assert float((st.means[:, face] - free.means[:, face]).detach().abs().max()) > 1e-5  # it does change something
+    torch.testing.assert_close(st.vertices, free.vertices)
+    torch.testing.assert_close(st.quats, free.quats)
+    torch.testing.assert_close(st.scales, free.scales)
+    # the photometric gradient reaches the field through the read-out
+    g = torch.autograd.grad(st.means[:, face].square().sum(), m.deformation.head_means.weight)[0]
+    assert float(g.abs().sum()) > 0
+
+
+def test_face_motion_must_be_known():
+    with pytest.raises(ValueError, match="face_motion must be 'carried' or 'free'"):
+        ModelConfig(face_motion="rigid")

@@ -24,7 +24,7 @@ teacher (target 0.8–1.2) and LMD-mouth, read from the mesh (*geom*) and by the
 256² front renders (*pixel*). Prints a table; ``--out`` writes ``lip_sync.json``. Runs are
 cached (``EMOZONE_CACHE``) and resume. ``--strip PNG`` trains nothing: it draws the shipped
 model beside the teacher on both recordings (five evenly spaced frames each, the frames the
-pixel figures read) and exits.
+pixel figures read, and the same frames cropped to the mouth) and exits.
 """
 
 from __future__ import annotations
@@ -128,8 +128,9 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def speech_strip(model, clips, path, n: int = 5) -> Path:
-    """``model`` (left) beside the teacher (right) on each neutral-face ``clip`` (one row each):
-    ``n`` evenly spaced frames rendered from the pixel evaluation's front camera, saved to ``path``."""
+    """``model`` (left) beside the teacher (right) on each neutral-face ``clip`` (two rows each):
+    ``n`` evenly spaced frames rendered from the pixel evaluation's front camera, then the same
+    frames cropped to the mouth; saved to ``path``."""
     import numpy as np
 
     from emozone_lite import train as T
@@ -143,10 +144,16 @@ def speech_strip(model, clips, path, n: int = 5) -> Path:
             model, clip.audio_for(model), clip.energy, clip.aus_input, T.pixel_camera(), progress=False
         )
         rec = clip.name.split("/")[0].removeprefix("arctic_")
-        for i in np.linspace(0, clip.n_frames - 1, n + 2).round().astype(int)[1:-1]:  # not the silent ends
+        frames = np.linspace(0, clip.n_frames - 1, n + 2).round().astype(int)[1:-1]  # not the silent ends
+        for i in frames:
             images += [student[i], clip.pixel_frames[i]]
             titles += [f"{rec} {i / fps:.2f} s student", "teacher"]
-    fig = image_grid(images, titles, ncols=2 * n, size=1.6)
+        h, w = student.shape[1:3]
+        mouth = np.s_[int(0.56 * h) : int(0.80 * h), int(0.28 * w) : int(0.72 * w)]  # the lips and the cavity
+        for i in frames:
+            images += [np.asarray(student[i])[mouth], np.asarray(clip.pixel_frames[i])[mouth]]
+            titles += ["mouth, student", "mouth, teacher"]
+    fig = image_grid(images, titles, ncols=2 * n)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.png")

@@ -102,7 +102,7 @@ class TrainConfig:
         lambda_shape: weight of a regulariser that keeps the Gaussians' shapes near rest (mean
             squared log scale change + rotation change, on the photometric batch). Without it the
             student grew its lip Gaussians over the mouth and the rendered mouth stayed shut while
-            the mesh opened it (measured at 300 steps on a0007 / a0009 with
+            the mesh opened it (measured with model version 6 at 300 steps on a0007 / a0009 with
             ``ModelConfig(subset="mouth")``: detector mouth range 0.60 / 0.74 of the teacher's
             without, 0.83 / 0.89 with 1.0, 0.66 / 0.74 with 10).
         corpus_phones: where the phone windows of the *training* speech come from: ``"labels"``
@@ -118,7 +118,7 @@ class TrainConfig:
             instead of 0.03 (``expression_control``) at 1.6× the time per step, and a0007's pixel
             lip sync went 0.74 → 0.81 while its mouth range fell 0.84 → 0.65; weights 100 and 300
             did no better (0.06, 0.08). ``benchmarks/au_path.py`` shows why: the AU encoder, not the
-            supervision, limits how fast AU → motion is learned.
+            supervision, limits how fast AU → motion is learned. (Measured with model version 6.)
     """
 
     steps: int = 300
@@ -1773,7 +1773,7 @@ def pretrained_train_config() -> TrainConfig:
     """How the shipped model was trained: ``TrainConfig()`` with 1000 steps instead of 300 (the
     demo's budget keeps ``make demo`` under 10 minutes; the longer run follows real speech
     better, ``benchmarks/lip_sync.py``) and the noisy script as its input AUs
-    (``au_input="noise"``). Retrained with the detector's reading as input (1000 steps, 6.9 min on
+    (``au_input="noise"``). With model version 6, retrained with the detector's reading as input (1000 steps, 6.9 min on
     2 cores, measured) it lost most of what the studio shows: its AU01 slider moved the lips by
     a quarter of the brows' motion (the widget test allows a tenth), flipping the upper zone's bias
     to audio cut the brows' motion 4.97× (notebook 08 asserts 5×), and a0009's pixel lip sync fell

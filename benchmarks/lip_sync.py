@@ -135,6 +135,7 @@ def speech_strip(model, clips, path, n: int = 5) -> Path:
 
     from emozone_lite import train as T
     from emozone_lite.audio import MEL_FPS
+    from emozone_lite.utils import atomic_write
     from emozone_lite.viz import image_grid
 
     fps = MEL_FPS / 2  # two mel frames per video frame (emozone_lite.audio)
@@ -154,12 +155,9 @@ def speech_strip(model, clips, path, n: int = 5) -> Path:
             images += [np.asarray(student[i])[mouth], np.asarray(clip.pixel_frames[i])[mouth]]
             titles += ["mouth, student", "mouth, teacher"]
     fig = image_grid(images, titles, ncols=2 * n)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=100)
-    tmp.replace(path)
-    return path
+    with atomic_write(path) as f:
+        fig.savefig(f, format="png", dpi=100)
+    return Path(path)
 
 
 if __name__ == "__main__":

@@ -12,8 +12,8 @@ measures it on the two real CMU ARCTIC recordings (a0007, Scottish male; a0009, 
    ``augment="full"``; both recordings held out;
 3. **corpus, phones** — the same data with ``ModelConfig(audio_frontend="phones")`` (the default):
    trained on the corpus's label phones (the default ``corpus_phones="labels"``), un-augmented
-   (the default) and with ``augment="full"`` (tempo changes re-time the labels), and trained on
-   the recogniser's phones of the corpus audio (``corpus_phones="recognised"``). Every run reads
+   and with ``augment="full"`` (the default; tempo changes re-time the labels), and trained on
+   the recogniser's phones of the corpus audio (``corpus_phones="recognised"``, un-augmented). Every run reads
    the real recordings through the word-level recogniser (``phonetic.recognise_phones``);
 4. the **shipped pretrained model** (``train.shipped_model()``, the default model trained for
    1000 steps; measured, not trained here).
@@ -73,8 +73,8 @@ def main(argv: list[str] | None = None) -> dict:
         "one utterance, log-mel": (one_utt, ModelConfig(audio_frontend="mel")),
         "corpus, log-mel": (corpus_cfg, ModelConfig(audio_frontend="mel")),
         "corpus+full aug., log-mel": (with_aug("full"), ModelConfig(audio_frontend="mel")),
-        "corpus, phones (default)": (corpus_cfg, ModelConfig(audio_frontend="phones")),
-        "corpus+full aug., phones": (with_aug("full"), ModelConfig(audio_frontend="phones")),
+        "corpus, phones": (corpus_cfg, ModelConfig(audio_frontend="phones")),
+        "corpus+full aug., phones (default)": (with_aug("full"), ModelConfig(audio_frontend="phones")),
         "corpus, recognised phones": (recognised, ModelConfig(audio_frontend="phones")),
     }
     eval_data = T.cached_dataset(corpus_cfg, progress=False)  # its cameras and its test clips (both recordings)
@@ -112,11 +112,11 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"lip sync on real speech (neutral face), SZ-PAB + CIT-AE, {corpus_cfg.steps} steps, "
           f"{a.corpus} corpus utterances, {os.cpu_count()} cores "
           f"({out['seconds'] / 60:.1f} min)")  # fmt: skip
-    print(f"{'run':<31}{'recording':<14}" + "".join(f"{lbl:>13}" for _, lbl in COLUMNS))
+    print(f"{'run':<36}{'recording':<14}" + "".join(f"{lbl:>13}" for _, lbl in COLUMNS))
     for name, r in out["runs"].items():
         for rec, m in r["metrics"].items():
             star = "*" if name.startswith("one utterance") and rec == "arctic_a0009" else " "  # its training speech
-            print(f"{name:<31}{rec + star:<14}" + "".join(f"{fmt(m.get(k)):>13}" for k, _ in COLUMNS))
+            print(f"{name:<36}{rec + star:<14}" + "".join(f"{fmt(m.get(k)):>13}" for k, _ in COLUMNS))
     print("targets: sync >= 0.8, range 0.8-1.2 (geom and pixel); * = the run's training utterance")
     if a.out:
         d = Path(a.out)

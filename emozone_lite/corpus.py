@@ -187,7 +187,9 @@ def load_corpus(voices=None, n: int | None = None, root=None) -> list[Utterance]
 #: recogniser's 1-best track drives the teacher's mouth with correlation 0.74 to the labels on
 #: clean speech, 0.45 after the phase-vocoder tempo change, 0.34 after the pitch shift, 0.43
 #: after the RT60 0.15–0.6 s room, 0.53 at 15–40 dB noise and 0.70–0.76 for level, EQ and
-#: 25–45 dB noise, so ``"full"`` destroys what the phonetic front-end reads.
+#: 25–45 dB noise, so ``"full"`` destroys what the phonetic front-end reads from *recognised*
+#: phones. Training reads the corpus's label phones by default (``TrainConfig.corpus_phones``), which
+#: only the tempo change touches, so ``TrainConfig.augment`` defaults to ``"full"`` (why: there).
 AUGMENTATION: dict[str, dict | None] = {
     "none": None,
     "mild": dict(tempo=(1.0, 1.0), semitones=(0.0, 0.0), snr_db=(25.0, 45.0), room_prob=0.3, rt60=(0.1, 0.3)),

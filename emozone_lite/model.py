@@ -79,7 +79,16 @@ class ModelConfig:
             follows exactly the mesh the landmark losses supervise) or ``"free"`` (each Gaussian
             keeps its own offset, as before; only their average per vertex is supervised, and the
             lips' Gaussians drifted apart). Rotations and scales come from the field either way;
-            the mouth interior and eyes keep their own offsets.
+            the mouth interior and eyes move as ``interior_motion`` says.
+        interior_motion: how the mouth interior (teeth, tongue, cavity) and the eyes move:
+            ``"rigid"`` (default: as the head's anatomy does, :func:`emozone_lite.head.carry_parts`:
+            the upper teeth, cavity roof and back wall and the eyes stay with the skull; the lower
+            teeth, tongue and cavity floor ride on the jaw, whose opening is read from the mesh,
+            :meth:`EmoZoneLite.jaw_opening`) or ``"free"`` (the field gives every one of them its
+            own offset, rotation and scale, as before). With ``"free"`` the trained student
+            scattered its teeth over the opening (measured with model version 7, 300 steps: the
+            interior Gaussians moved 7.5 mm on average on a0009 against 2.7 mm for the face), so an
+            open mouth showed speckles of tooth colour instead of a dark cavity.
     """
 
     fusion: Literal["szpab", "implicit", "attention"] = "szpab"
@@ -100,8 +109,11 @@ class ModelConfig:
     subset: Literal["mouth", "even"] = "mouth"
     au_level: Literal["shared", "per_au"] = "shared"
     face_motion: Literal["carried", "free"] = "carried"
+    interior_motion: Literal["rigid", "free"] = "rigid"
 
     def __post_init__(self) -> None:
+        if self.interior_motion not in ("rigid", "free"):
+            raise ValueError(f"interior_motion must be 'rigid' or 'free', got {self.interior_motion!r}")
         if self.face_motion not in ("carried", "free"):
             raise ValueError(f"face_motion must be 'carried' or 'free', got {self.face_motion!r}")
         if self.audio_frontend not in ("mel", "phones"):
@@ -289,6 +301,33 @@ class HeadState:
     weights: Tensor | None
 
 
+_JAW_FIELD: list[Tensor] = []  # the canonical mesh's jaw field, computed once per process (0.4 s)
+
+
+def _canonical_jaw_field() -> Tensor:
+    """``[468, 3]`` the jaw drop at full opening on the canonical mesh
+    (:func:`emozone_lite.teacher.rig.jaw_field`: the head's mandible and hinge, not a learned part)."""
+    if not _JAW_FIELD:
+        from .teacher.rig import jaw_field
+
+        _JAW_FIELD.append(torch.as_tensor(jaw_field(load_canonical_mesh()), dtype=torch.float32))
+    return _JAW_FIELD[0]
+
+
+def _jaw_probe(fjaw: Tensor) -> Tensor:
+    """``[468, 3]`` weights ``P`` with ``J = Σ P · ΔV`` the least-squares multiple of the jaw
+    field ``fjaw`` on the vertices it moves most (≥ half its largest), less the lips' landmarks."""
+    from .landmarks import LANDMARK_GROUPS
+
+    mag = fjaw.norm(dim=1)
+    sel = mag >= 0.5 * mag.max()
+    for name, ids in LANDMARK_GROUPS.items():
+        if "lip" in name:
+            sel[torch.as_tensor(ids).long()] = False
+    probe = fjaw * sel[:, None].float()
+    return probe / (probe * probe).sum()
+
+
 class EmoZoneLite(nn.Module):
     """The EmoZone-lite talking head (see the module docstring for the data flow).
 
@@ -343,6 +382,21 @@ class EmoZoneLite(nn.Module):
         self.register_buffer("carry_idx", torch.nonzero(on_face).squeeze(1), persistent=False)
         self.register_buffer("carry_verts", tri_verts[on_face].contiguous(), persistent=False)
         self.register_buffer("carry_bary", sub.extras["bary"].float()[on_face].contiguous(), persistent=False)
+        # interior_motion="rigid": the rest (interior, eyes) posed like carry_parts poses the teacher's
+        # head — skull parts at rest, jaw parts moved by J · (the jaw field carried through their
+        # triangle) and turned by J · JAW_ANGLE about +x
+        from .head.parts import JAW_PARTS, parts_of
+        from .teacher.rig import JAW_ANGLE
+
+        fjaw = _canonical_jaw_field()
+        rigid = ~on_face
+        on_jaw = torch.isin(parts_of(sub), torch.tensor(JAW_PARTS)) & rigid
+        jaw_carry = (fjaw[tri_verts] * sub.extras["bary"].float()[:, :, None]).sum(1) * on_jaw.float()[:, None]
+        self.register_buffer("rigid_idx", torch.nonzero(rigid).squeeze(1), persistent=False)
+        self.register_buffer("rigid_on_jaw", on_jaw[rigid].contiguous(), persistent=False)
+        self.register_buffer("rigid_jaw_carry", jaw_carry[rigid].contiguous(), persistent=False)
+        self.register_buffer("jaw_probe", _jaw_probe(fjaw), persistent=False)
+        self.jaw_rotation = float(JAW_ANGLE)
         # zones are measured on the canonical mesh (each Gaussian's triangle + barycentrics), not on
         # the photo-fitted centres, which sit up to ~2 cm off the canonical surface
         zone_w = cloud_membership(sub, falloff=c.zone_falloff).float()
@@ -458,7 +512,34 @@ class EmoZoneLite(nn.Module):
         if self.config.face_motion == "carried":
             d = replace(d, dmeans=d.dmeans.index_copy(-2, self.carry_idx, self.carry_face(disp)))
         means, quats, scales = apply_deformation((self.means, self.quats, self.scales), d)
+        if self.config.interior_motion == "rigid" and self.rigid_idx.numel():
+            means, quats, scales = self._pose_rigid(means, quats, scales, disp)
         return HeadState(means, quats, scales, self.rest_vertices + disp, weights)
+
+    def jaw_opening(self, vertex_disp: Tensor) -> Tensor:
+        """``[B]`` the jaw's opening read from vertex displacements ``[B, 468, 3]``, in units of the
+        full drop (the teacher's ``J``, :meth:`emozone_lite.teacher.TeacherRig.jaw_opening`): the
+        least-squares multiple of the jaw field on the chin and jaw line (the vertices where the
+        field is at least half its largest, less the lips' landmarks), clamped at 0 (closed).
+        On the teacher's own meshes it follows the teacher's ``J`` with r ≈ 0.98 (``tests/test_model.py``)."""
+        return torch.relu((vertex_disp * self.jaw_probe).sum((-2, -1)))
+
+    def _pose_rigid(self, means: Tensor, quats: Tensor, scales: Tensor, vertex_disp: Tensor):
+        """``interior_motion="rigid"``: the interior and eyes posed from the jaw opening (see
+        :class:`ModelConfig`), written over the field's ``[B, N, ·]`` output."""
+        from .geometry import quat_multiply
+
+        r = self.rigid_idx
+        B = means.shape[0]
+        J = self.jaw_opening(vertex_disp)  # [B]
+        m = self.means[r][None] + J[:, None, None] * self.rigid_jaw_carry[None]
+        half = 0.5 * self.jaw_rotation * J
+        z = torch.zeros_like(half)
+        dq = torch.stack([half.cos(), half.sin(), z, z], -1)  # about +x, as the teacher's jaw turns
+        q0 = self.quats[r][None].expand(B, -1, -1)
+        q = torch.where(self.rigid_on_jaw[None, :, None], normalize_quat(quat_multiply(dq[:, None], q0)), q0)
+        s = self.scales[r][None].expand(B, -1, -1)
+        return means.index_copy(1, r, m), quats.index_copy(1, r, q), scales.index_copy(1, r, s)
 
     def carry_face(self, vertex_disp: Tensor) -> Tensor:
         """Offsets ``[B, N_face, 3]`` of the face Gaussians carried from vertex displacements

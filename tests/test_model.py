@@ -287,8 +287,10 @@ def test_carried_face_gaussians_follow_the_read_out_mesh(head, subset):
 
     torch.manual_seed(0)
     n = 3000
-    models = {fm: EmoZoneLite(ModelConfig(audio_frontend=FE, n_gaussians=n, subset=subset, face_motion=fm), head)
-              for fm in ("carried", "free")}  # fmt: skip
+    cfg = lambda fm: ModelConfig(
+        audio_frontend=FE, n_gaussians=n, subset=subset, face_motion=fm, interior_motion="free"
+    )
+    models = {fm: EmoZoneLite(cfg(fm), head) for fm in ("carried", "free")}
     assert ModelConfig().face_motion == "carried"
     models["free"].load_state_dict(models["carried"].state_dict())  # same keys: the switch saves nothing
     for p in models["carried"].deformation.parameters():
@@ -319,3 +321,86 @@ def test_carried_face_gaussians_follow_the_read_out_mesh(head, subset):
 def test_face_motion_must_be_known():
     with pytest.raises(ValueError, match="face_motion must be 'carried' or 'free'"):
         ModelConfig(face_motion="rigid")
+    with pytest.raises(ValueError, match="interior_motion must be 'rigid' or 'free'"):
+        ModelConfig(interior_motion="carried")
+
+
+@pytest.mark.parametrize("subset", ["mouth", "even"])
+def test_rigid_interior_is_posed_like_the_teachers_head(head, subset):
+    """interior_motion="rigid" (the default): the mouth interior and eyes are posed exactly as
+    :func:`emozone_lite.head.carry_parts` poses the teacher's head from the student's own mesh and
+    jaw opening (skull parts at rest, jaw parts moved and turned by the jaw), whatever the field
+    says; the face is untouched; the photometric gradient of the jaw parts reaches the field
+    through the jaw opening, that of the skull parts is zero."""
+    from emozone_lite.head import carry_parts, follows_mesh
+    from emozone_lite.head.parts import JAW_PARTS, parts_of
+    from emozone_lite.model import _canonical_jaw_field
+
+    torch.manual_seed(0)
+    n = 3000
+    cfg = lambda im: ModelConfig(audio_frontend=FE, n_gaussians=n, subset=subset, interior_motion=im)
+    assert ModelConfig().interior_motion == "rigid"
+    m, free = EmoZoneLite(cfg("rigid"), head), EmoZoneLite(cfg("free"), head)
+    for p in m.deformation.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    with torch.no_grad():  # and a drift along the jaw field at the chin (down and back): the jaw opens
+        m.deformation.head_means.bias.add_(_canonical_jaw_field()[152] / _canonical_jaw_field()[152].norm() * 0.2)
+    free.load_state_dict(m.state_dict())  # same keys: the switch saves nothing
+    idx, _ = mouth_first_subset(head, n) if subset == "mouth" else (evenly_spread_subset(len(head), n), None)
+    sub = head.subset(idx)
+    rigid = ~follows_mesh(sub)
+    jaw = torch.isin(parts_of(sub), torch.tensor(JAW_PARTS))
+    assert int(jaw.sum()) > 0 and int((rigid & ~jaw).sum()) > 0
+    mel, en, aus = _inputs()
+    a, u = m.encode(mel, en, aus)
+    st, st_free = m.deform(a[:4], u[:4]), free.deform(a[:4], u[:4])
+    disp = st.vertices - m.rest_vertices
+    J = m.jaw_opening(disp)
+    assert float(J.detach().max()) > 0.05  # the random field opens the jaw somewhat
+    want_m, want_q, _ = carry_parts(sub, m.rest_vertices, disp.detach(), J.detach()[:, None, None] * _canonical_jaw_field(),
+                                    J.detach() * m.jaw_rotation)  # fmt: skip
+    torch.testing.assert_close(st.means[:, rigid], want_m[:, rigid], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(st.quats[:, rigid], want_q[:, rigid], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(st.scales[:, rigid], m.scales[rigid][None].expand(4, -1, -1))
+    assert torch.equal(st.means[:, rigid & ~jaw], m.means[rigid & ~jaw][None].expand(4, -1, -1))
+    torch.testing.assert_close(st.means[:, ~rigid], st_free.means[:, ~rigid])
+    torch.testing.assert_close(st.quats[:, ~rigid], st_free.quats[:, ~rigid])
+    assert float((st.means[:, rigid] - st_free.means[:, rigid]).detach().abs().max()) > 1e-4  # it does change something
+    g = torch.autograd.grad(st.means[:, jaw].square().sum(), m.deformation.head_means.weight)[0]
+    assert float(g.abs().sum()) > 0
+
+
+def test_jaw_opening_reads_the_teachers_jaw_from_its_mesh(head):
+    """The student's jaw opening, read from a mesh, recovers the teacher's J: exactly for a jaw
+    drop alone (AU26), and with r > 0.97 over random mixtures of AUs and visemes (the other
+    fields touch the chin a little: AU17 pushes it up)."""
+    import numpy as np
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from emozone_lite.aus import au_index
+    from emozone_lite.teacher.rig import TeacherRig
+
+    rig = TeacherRig.default()
+    m = EmoZoneLite(ModelConfig(audio_frontend=FE, n_gaussians=500), head)
+
+    @settings(max_examples=25, deadline=None)
+    @given(st.floats(0.0, 5.0))
+    def jaw_alone(level):
+        aus = torch.zeros(1, 17)
+        aus[0, au_index("AU26")] = level
+        torch.testing.assert_close(
+            m.jaw_opening(rig.vertex_displacement(aus)), rig.jaw_opening(aus), atol=1e-5, rtol=1e-4
+        )
+
+    jaw_alone()
+    g = torch.Generator().manual_seed(0)
+    T = 1000
+    aus = 5 * torch.rand(T, 17, generator=g) * (torch.rand(T, 17, generator=g) < 0.25)
+    V = rig.viseme_shape.shape[0]
+    w = torch.zeros(T, V)
+    w[torch.arange(T), torch.randint(0, V, (T,), generator=g)] = torch.rand(T, generator=g)
+    w[: T // 4] = 0  # silence
+    J, est = rig.jaw_opening(aus, w), m.jaw_opening(rig.vertex_displacement(aus, w))
+    assert np.corrcoef(J.numpy(), est.numpy())[0, 1] > 0.97
+    assert float((est - J).abs().mean()) < 0.06

@@ -119,7 +119,7 @@ def test_the_shape_regulariser_keeps_gaussian_shapes_near_rest(cfg, data, tmp_pa
 def test_augment_setting_is_a_named_preset():
     from emozone_lite.corpus import AUGMENTATION
 
-    assert T.TrainConfig().augment == "none" and set(AUGMENTATION) == {"none", "mild", "full"}
+    assert T.TrainConfig().augment == "full" and set(AUGMENTATION) == {"none", "mild", "full"}
     assert T.TrainConfig(augment=True).augment == "full" and T.TrainConfig(augment=False).augment == "none"
     assert T.TrainConfig.from_dict(T.TrainConfig(augment="mild").to_dict()).augment == "mild"
     with pytest.raises(ValueError, match="augment must be one of"):
@@ -298,10 +298,17 @@ def test_training_reads_label_phones_and_tests_on_recognised_ones(corpus_cfg, co
     assert T.TrainConfig().corpus_phones == "labels"
     with pytest.raises(ValueError, match="corpus_phones must be one of"):
         T.TrainConfig(corpus_phones="guessed")
+    from emozone_lite.corpus import AUGMENTATION, augment_speech
+
+    assert corpus_cfg.augment == "full"  # the speech clips' labels are re-timed with their audio (tempo)
     utts = T.corpus_selection(corpus_cfg.corpus_utterances + corpus_cfg.n_scripts)
-    for c, u in zip(corpus_data.speech, utts):
-        want = phonetic_features(u.audio, n_frames=c.n_frames, phones=u.phones).mel_windows
+    for k, (c, u) in enumerate(zip(corpus_data.speech, utts)):
+        rng = np.random.default_rng(corpus_cfg.seed * 1000 + 500 + k)  # the seed build_dataset gives clip k
+        wave, phones, drawn = augment_speech(u.audio, u.phones, rng, **AUGMENTATION["full"])
+        want = phonetic_features(wave, n_frames=c.n_frames, phones=phones).mel_windows
         np.testing.assert_allclose(c.phone_windows.numpy(), want, atol=1e-6)
+        if abs(drawn["tempo"] - 1.0) > 0.02:  # re-timed labels, not the synthesiser's
+            assert [p.end for p in phones] != [p.end for p in u.phones]
     photometric = corpus_data.train[0]
     u = utts[corpus_cfg.corpus_utterances]
     want = phonetic_features(u.audio, n_frames=photometric.n_frames, phones=u.phones).mel_windows
@@ -311,7 +318,9 @@ def test_training_reads_label_phones_and_tests_on_recognised_ones(corpus_cfg, co
     np.testing.assert_allclose(test.phone_windows.numpy(), heard, atol=1e-6)
     # a recognised corpus clip reads the audio, not the label
     rec = T.corpus_clip(utts[0], None, 0.0, 0, "none", label_phones=False)
-    assert not np.allclose(rec.phone_windows.numpy(), corpus_data.speech[0].phone_windows.numpy())
+    labelled = phonetic_features(utts[0].audio, n_frames=rec.n_frames, phones=utts[0].phones).mel_windows
+    assert rec.phone_windows.shape == labelled.shape
+    assert not np.allclose(rec.phone_windows.numpy(), labelled)
 
 
 def test_speech_vertices_are_the_lower_face():
@@ -395,7 +404,7 @@ def test_the_shipped_model_loads_with_this_version_and_its_mouth_follows_real_sp
     ck = T.read_checkpoint(path)
     assert ck["optimizer"] is None and ck["model_version"] == T.MODEL_VERSION
     assert T.checkpoint_train_config(ck["train_config"]) == T.pretrained_train_config().to_dict()
-    assert ModelConfig.from_dict(ck["model_config"]) == ModelConfig()  # fields added later take their defaults
+    assert ModelConfig.from_dict(ck["model_config"]) == ModelConfig()  # it names every field of this version
     model = T.pretrained()
     assert model.config == ModelConfig() and not model.training
     from emozone_lite.audio import load_audio

@@ -4,7 +4,7 @@
 
 Trains ``ModelConfig()`` (SZ-PAB + CIT-AE, phone front-end) with
 ``emozone_lite.train.pretrained_train_config()`` — ``TrainConfig()`` with 1000 steps instead of
-the demo's 300 and the noisy script as input AUs (why: that function's docstring), on its cached dataset (5.0 minutes of training steps on 2 cores, measured for model version 8 with a second run training beside it) —
+the demo's 300, the noisy script as input AUs and no speech augmentation (why: that function's docstring), on its cached dataset (4.9 minutes of training steps on 2 cores, measured for model version 8 with a second run training beside it) —
 and writes it **without the optimiser state** (weights, configs, seed, model version and the
 training history; about 1 MB). ``emozone_lite.train.pretrained()`` loads it, so notebook 08 and
 the studio open without training. Deterministic

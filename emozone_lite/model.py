@@ -86,9 +86,10 @@ class ModelConfig:
             teeth, tongue and cavity floor ride on the jaw, whose opening is read from the mesh,
             :meth:`EmoZoneLite.jaw_opening`) or ``"free"`` (the field gives every one of them its
             own offset, rotation and scale, as before). With ``"free"`` the trained student
-            scattered its teeth over the opening (measured with model version 7, 300 steps: the
-            interior Gaussians moved 7.5 mm on average on a0009 against 2.7 mm for the face), so an
-            open mouth showed speckles of tooth colour instead of a dark cavity.
+            scattered its teeth over the opening (measured with model version 7, 300 steps, full
+            augmentation, three frames of a0009: the interior Gaussians moved 7.5 mm on average,
+            the face's 2.7 mm), so an open mouth showed speckles of tooth colour instead of a dark
+            cavity.
     """
 
     fusion: Literal["szpab", "implicit", "attention"] = "szpab"

@@ -1792,7 +1792,7 @@ def pretrained_train_config() -> TrainConfig:
     1.06 / 0.99 from the mesh, 0.81 / 0.94 and 1.00 / 1.08 on pixels; ``"full"``: 0.85 / 0.97,
     1.07 / 0.86, 0.82 / 0.95, 0.97 / 0.95), but on the noisy-script input of solutions 07 the
     ``"full"`` model's upper face jittered 2.7e-2 px² — 112× the teacher's, 13× the un-augmented
-    model's 2.1e-3 — and its AU reading 0.41 against 0.05 (one run each; the augmented 300-step
+    model's 2.1e-3 — and its AU jitter 0.41 against 0.05 (one run each; the augmented 300-step
     default's upper face jittered 5.0e-5 on the demo's edit clip, below the teacher's: it hardly
     moves)."""
     return TrainConfig(steps=1000, au_input="noise", augment="none")

@@ -429,6 +429,25 @@ def test_the_shipped_model_loads_with_this_version_and_its_mouth_follows_real_sp
         assert sync > 0.75, f"the shipped student mumbles on the real recording {stem}: lip sync {sync:.2f}"
 
 
+def test_a_checkpoint_from_before_a_model_field_loads_as_it_trained(tmp_path):
+    """A checkpoint whose model config predates ``face_motion`` (version 7) or ``interior_motion``
+    (version 8) was trained with free Gaussians: it loads with ``"free"``, not today's defaults."""
+    import torch
+
+    from emozone_lite.head import load_head
+    from emozone_lite.model import EmoZoneLite
+
+    cfg = ModelConfig(n_gaussians=300, face_motion="free", interior_motion="free")
+    path = T.save_checkpoint(tmp_path / "old.pt", EmoZoneLite(cfg, load_head()), None, 0, T.TrainConfig(), [])
+    ck = torch.load(path, weights_only=True)
+    for field in ("face_motion", "interior_motion"):
+        del ck["model_config"][field]
+    torch.save(ck, path)
+    model, _ = T.load_model(path)
+    assert model.config == cfg
+    assert T.checkpoint_model_config({"interior_motion": "rigid"})["interior_motion"] == "rigid"  # a saved value wins
+
+
 def test_a_stale_shipped_model_names_the_fix(monkeypatch):
     monkeypatch.setattr(T, "MODEL_VERSION", T.MODEL_VERSION + 1)
     with pytest.raises(ValueError, match="make_pretrained.py"):

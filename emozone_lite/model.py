@@ -15,6 +15,7 @@ ablation; everything else (sizes, seed, data) stays the same.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
+from functools import lru_cache
 from typing import Literal
 
 import torch
@@ -302,17 +303,14 @@ class HeadState:
     weights: Tensor | None
 
 
-_JAW_FIELD: list[Tensor] = []  # the canonical mesh's jaw field, computed once per process (0.4 s)
-
-
+@lru_cache(maxsize=1)
 def _canonical_jaw_field() -> Tensor:
     """``[468, 3]`` the jaw drop at full opening on the canonical mesh
-    (:func:`emozone_lite.teacher.rig.jaw_field`: the head's mandible and hinge, not a learned part)."""
-    if not _JAW_FIELD:
-        from .teacher.rig import jaw_field
+    (:func:`emozone_lite.teacher.rig.jaw_field`: the head's mandible and hinge, not a learned part;
+    computed once per process, 0.4 s)."""
+    from .teacher.rig import jaw_field
 
-        _JAW_FIELD.append(torch.as_tensor(jaw_field(load_canonical_mesh()), dtype=torch.float32))
-    return _JAW_FIELD[0]
+    return torch.as_tensor(jaw_field(load_canonical_mesh()), dtype=torch.float32)
 
 
 def _jaw_probe(fjaw: Tensor) -> Tensor:
@@ -386,13 +384,14 @@ class EmoZoneLite(nn.Module):
         # interior_motion="rigid": the rest (interior, eyes) posed like carry_parts poses the teacher's
         # head — skull parts at rest, jaw parts moved by J · (the jaw field carried through their
         # triangle) and turned by J · JAW_ANGLE about +x
+        from .head import carry_vertex_displacements
         from .head.parts import JAW_PARTS, parts_of
         from .teacher.rig import JAW_ANGLE
 
         fjaw = _canonical_jaw_field()
         rigid = ~on_face
         on_jaw = torch.isin(parts_of(sub), torch.tensor(JAW_PARTS)) & rigid
-        jaw_carry = (fjaw[tri_verts] * sub.extras["bary"].float()[:, :, None]).sum(1) * on_jaw.float()[:, None]
+        jaw_carry = carry_vertex_displacements(sub, fjaw).float() * on_jaw.float()[:, None]
         self.register_buffer("rigid_idx", torch.nonzero(rigid).squeeze(1), persistent=False)
         self.register_buffer("rigid_on_jaw", on_jaw[rigid].contiguous(), persistent=False)
         self.register_buffer("rigid_jaw_carry", jaw_carry[rigid].contiguous(), persistent=False)

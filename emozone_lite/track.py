@@ -35,15 +35,19 @@ teacher (Pearson r per AU over the 120 frames):
 ============  =========  =========  =========  =========  =========
 reading       AU01       AU02       AU04       AU12       AU26
 ============  =========  =========  =========  =========  =========
-geometric     0.99       0.98       0.64       0.96       0.83
+geometric     0.99       0.98       0.88       0.96       0.83
 blendshapes   0.95       0.99       0.55       0.90       0.38
 ============  =========  =========  =========  =========  =========
 
-(the same clip at 640×480: geometric AU04 0.72, AU26 0.81; blendshapes AU04 0.70.)
+(the same clip at 640×480: geometric AU04 0.90, AU26 0.81; blendshapes AU04 0.70.)
 The geometric reading is the default. MediaPipe's blendshapes barely move for the
-teacher's jaw drop and brow lowering (peaks ≈ 0.4 and 0.16 of 5). AU04 is under-read by
-both: MediaPipe's landmarks lower the brows by about a third of what the rendered mesh
-does (0.02 vs 0.06 inter-ocular distances), close to their frame-to-frame noise. AU26
+teacher's jaw drop and brow lowering (peaks ≈ 0.4 and 0.16 of 5). AU04 is the weakest
+AU for both: MediaPipe's landmarks lower the brows by about a third of what the rendered
+mesh does (0.02 vs 0.06 inter-ocular distances), and hardly follow them drawing together,
+so the geometric reading takes AU04 from the inner brows' lowering, with the drawing
+together at half weight (:data:`~emozone_lite.landmarks.AU04_GAP_WEIGHT`; the whole brows
+plus the full gap gave r = 0.64 here). On three other teacher clips with AU04 between
+smiles, brow raises and speech (320×240 to 640×480) it reached only 0.52–0.77. AU26
 is read as the jaw drop *beyond the speaker's typical speech opening* (the median),
 which is what the teacher's AU26 means; a reading from a closed-mouth neutral follows
 the speech jaw as well (r 0.55). On the same clip the geometric reading also shows AUs

@@ -1690,8 +1690,8 @@ def default_train_config(fast: bool | None = None) -> TrainConfig:
 #: Bump when the teacher, the data or the features change, to invalidate cached datasets.
 #: 2: the neutral head with a mouth inside, FACS-sized fields, pixel frames; 3: speech corpus,
 #: phone windows; 4: word-level phone recognition, training phone windows from the labels;
-#: 5: detector-read input AUs, anger with AU17
-DATA_VERSION = 5
+#: 5: detector-read input AUs, anger with AU17; 6: AU04 read from the inner brows (landmarks.AU04_GAP_WEIGHT)
+DATA_VERSION = 6
 #: Bump when the network's parameters change, to invalidate cached runs.
 #: 4: phone front-end by default, speech loss over several corpus utterances; 5: trained on label
 #: phone windows, tested on word-level recognition; 6: the mouth at full density

@@ -93,6 +93,20 @@ def test_outer_brow_raise_and_brow_lowering(canon):
     assert _nonzero(estimate_aus(v)) == {"AU04"}
 
 
+def test_brow_lowering_reads_the_inner_brows_and_half_the_gap(canon):
+    from emozone_lite.landmarks import AU04_GAP_WEIGHT, aus_from_features, geometric_features
+
+    f0 = geometric_features(canon)
+    au4 = lambda **delta: aus_from_features({**f0, **{k: f0[k] + v for k, v in delta.items()}}, f0)[au_index("AU04")]
+    fs = GEOMETRIC_FULL_SCALE["AU04"]
+    assert au4(inner_brow_height=-0.02) == pytest.approx(5 * 0.02 / fs, rel=1e-5)
+    assert au4(inner_brow_gap=-0.02) == pytest.approx(5 * AU04_GAP_WEIGHT * 0.02 / fs, rel=1e-5)
+    assert AU04_GAP_WEIGHT == 0.5
+    # the outer brows and the brows' mean height do not read as AU04 by themselves
+    assert au4(brow_height=-0.05, outer_brow_height=-0.05) == 0.0
+    assert au4(inner_brow_height=+0.02, inner_brow_gap=+0.02) == 0.0  # raised / apart: not AU04
+
+
 def test_jaw_open_is_au26_and_au25(canon):
     a = estimate_aus(_open_jaw(canon, 0.12))
     assert a[au_index("AU26")] > 2.5 and a[au_index("AU25")] > 2.5

@@ -40,13 +40,10 @@ SCRIPT = [
     (4.0, {}),
 ]
 #: Active AUs the tracker must recover with r >= 0.8 (the issue's target). Measured on this
-#: clip (module docstring of emozone_lite.track): AU01 0.99, AU02 0.98, AU12 0.96, AU26 0.83.
-RECOVERED = ("AU01", "AU02", "AU12", "AU26")
-#: NOT at the target with either reading: AU04, r = 0.64 geometric (0.55 blendshapes; 0.72 /
-#: 0.70 at 640×480). MediaPipe's landmarks lower the brows by about a third of what the
-#: rendered mesh does (≈ 0.02 vs 0.06 inter-ocular distances), close to their frame-to-frame
-#: drift, and its browDown blendshape peaks at 0.16 of 5. Held to "clearly positive" only.
-UNDER_READ = {"AU04": 0.5}
+#: clip (module docstring of emozone_lite.track): AU01 0.99, AU02 0.98, AU04 0.88, AU12 0.96,
+#: AU26 0.83. AU04 was 0.64 while its reading counted the brows drawn together at full weight
+#: (landmarks.AU04_GAP_WEIGHT).
+RECOVERED = ("AU01", "AU02", "AU04", "AU12", "AU26")
 
 
 def _ffmpeg(*args: str) -> None:
@@ -151,12 +148,10 @@ def test_track_recovers_the_teachers_aus(clip, tracked):
     result, _, _ = tracked
     assert result.n_found == len(result) == len(true)
     active = [a for a in AU_NAMES if true[:, au_index(a)].max() > 0]
-    assert sorted(active) == sorted(RECOVERED + tuple(UNDER_READ))
+    assert sorted(active) == sorted(RECOVERED)
     r = {a: float(np.corrcoef(true[:, au_index(a)], result.aus.au(a))[0, 1]) for a in active}
     for a in RECOVERED:
         assert r[a] >= 0.8, f"{a}: r = {r[a]:.3f} with the teacher's AU (target 0.8); all: {r}"
-    for a, floor in UNDER_READ.items():
-        assert r[a] >= floor, f"{a}: r = {r[a]:.3f}, below even the known-weak floor {floor}; all: {r}"
 
 
 @pytest.mark.slow

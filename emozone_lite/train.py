@@ -15,7 +15,7 @@ import math
 import os
 import random
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -1486,8 +1486,8 @@ def train_parallel(jobs, workers: int, progress: bool = True) -> None:
                 fd, tmp = tempfile.mkstemp(suffix=".pt", prefix=".dataset-", dir=Path(out_dir).parent)
                 os.close(fd)
                 files[id(data)] = tmp
-                save_dataset(Dataset(data.train, [], data.cameras, data.holdout_every, data.train_frames,
-                                     data.heldout_frames, data.speech), tmp)  # fmt: skip
+                # everything training reads (the test clips are not): the expression clips too
+                save_dataset(replace(data, test=[]), tmp)
         with ctx.Manager() as manager, ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
             q = manager.Queue()
             pending = {

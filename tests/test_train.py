@@ -512,6 +512,11 @@ def test_expression_clips_train_a_vertex_loss(corpus_cfg, tmp_path):
     np.testing.assert_allclose([r["expression"] for r in h2], [r["expression"] for r in h1], rtol=1e-5)
     back = T.load_dataset(T.save_dataset(ds, tmp_path / "ds.pt"), cfg)
     assert len(back.expression) == 2 and torch.equal(back.expression[1].vertices, ds.expression[1].vertices)
+    # a worker process of train_parallel trains with the expression clips too (it once got a copy of
+    # the dataset without them, and trained exactly as if expression_utterances were 0)
+    T.train_parallel([(SMALL, cfg, ds, tmp_path / "par")], workers=1, progress=False)
+    hp = json.loads(T.read_checkpoint(tmp_path / "par" / "checkpoint.pt")["history"])
+    np.testing.assert_allclose([r["expression"] for r in hp], [r["expression"] for r in h1], rtol=1e-4)
 
 
 def test_expression_control_reads_the_teacher_like_targets(cfg, data, tmp_path):

@@ -73,7 +73,10 @@ class ModelConfig:
             direction) or ``"per_au"`` (one per AU; channel independence holds either way). In
             ``benchmarks/au_path.py`` (AU → vertex loss only, 2 cores) ``"per_au"`` made CIT-AE
             follow the presets 0.12 / 0.30 / 0.57 of the teacher's motion after 300 / 600 / 900
-            steps against 0.02 / 0.19 / 0.24 shared (per-frame encoder 0.16 / 0.47 / 0.58).
+            steps against 0.02 / 0.19 / 0.24 shared (per-frame encoder 0.16 / 0.47 / 0.58). In full
+            training (model version 8, 1000 steps, seed 0, detector AUs,
+            ``benchmarks/expression_control.py``) the presets moved the detector's reading of the
+            intended AUs by 0.42 with ``"per_au"`` against 0.06 shared (the target is 1.0).
         face_motion: how the face-surface Gaussians move: ``"carried"`` (default: the field's
             offsets are read out onto the mesh vertices, :meth:`EmoZoneLite.vertex_displacement`,
             and carried back to every face Gaussian through its triangle, so the rendered skin

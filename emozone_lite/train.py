@@ -99,10 +99,11 @@ class TrainConfig:
             and pitch). ``True`` / ``False`` read as ``"full"`` / ``"none"``. Default ``"full"``: with
             the corpus's label phones (``corpus_phones="labels"``) the altered sound does not reach
             the phone windows (only the tempo change re-times the labels), and full augmentation
-            opened the 300-step student's mouth wider on the real recordings in two rounds
+            opened the 300-step student's mouth wider on the real recordings in three rounds
             (``benchmarks/lip_sync.py``, 2 cores, a0007 / a0009, mouth range of the teacher's: model
-            version 8 0.92 / 0.74 from the mesh and 1.00 / 0.96 on pixels, against 0.62 / 0.56 and
-            0.81 / 0.91 un-augmented; version 7 0.93 / 0.78 against 0.50 / 0.43 from the mesh). At
+            version 8, data version 6 0.92 / 0.79 from the mesh and 0.97 / 0.97 on pixels, against
+            0.68 / 0.57 and 0.75 / 0.78 un-augmented; data version 5 0.92 / 0.74 and 1.00 / 0.96
+            against 0.62 / 0.56 and 0.81 / 0.91; version 7 0.93 / 0.78 against 0.50 / 0.43). At
             1000 steps both meet the lip-sync targets and the un-augmented model jitters less, so
             the shipped model is trained without (:func:`pretrained_train_config`). The phone
             recogniser hears altered speech worse (:data:`emozone_lite.corpus.AUGMENTATION`), which
@@ -127,6 +128,10 @@ class TrainConfig:
             lip sync went 0.74 → 0.81 while its mouth range fell 0.84 → 0.65; weights 100 and 300
             did no better (0.06, 0.08). ``benchmarks/au_path.py`` shows why: the AU encoder, not the
             supervision, limits how fast AU → motion is learned. (Measured with model version 6.)
+            With model version 8 at 1000 steps (seed 0, detector AUs,
+            ``benchmarks/expression_control.py``) it raised the shared level embedding's expression
+            control from 0.06 to 0.28 and lowered the per-AU one's (``ModelConfig(au_level="per_au")``)
+            from 0.42 to 0.23.
     """
 
     steps: int = 300

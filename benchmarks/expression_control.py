@@ -16,9 +16,9 @@ others move ≤ 0.5). The levers it varies:
 * a vertex expression loss on corpus sentences with emotion scripts
   (``TrainConfig.expression_utterances``).
 
-Prints one row per configuration with the per-preset rises, and the shipped pretrained model's. Runs are cached under the toolkit's
-cache (``train.ablation_dir``), so a second call only measures. Measured on 2 cores: README, "Why
-CIT-AE does what it does".
+Prints one row per configuration with the per-preset rises, and one for the shipped pretrained
+model. Runs are cached under the toolkit's cache (``train.ablation_dir``), so a second call only
+measures. Measured on 2 cores: README, "Why CIT-AE does what it does".
 """
 
 from __future__ import annotations

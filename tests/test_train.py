@@ -519,6 +519,24 @@ def test_expression_clips_train_a_vertex_loss(corpus_cfg, tmp_path):
     np.testing.assert_allclose([r["expression"] for r in hp], [r["expression"] for r in h1], rtol=1e-4)
 
 
+def test_expression_control_benchmark_runs_are_valid_configs(capsys):
+    """``benchmarks/expression_control.py``: every run it lists is a valid ModelConfig /
+    TrainConfig, and an unknown run name is a clear error (exit code 2) before anything trains."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "expression_control.py"
+    spec = importlib.util.spec_from_file_location("expression_control", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    for m, t in mod.RUNS.values():
+        ModelConfig(**m)
+        T.TrainConfig.from_dict({**T.TrainConfig().to_dict(), **t})
+    with pytest.raises(SystemExit) as e:
+        mod.main(["--only", "no such run"])
+    assert e.value.code == 2 and "unknown run 'no such run'" in capsys.readouterr().err
+
+
 def test_expression_control_reads_the_teacher_like_targets(cfg, data, tmp_path):
     """On an untrained student the presets barely move the face; the table and JSON fields are
     complete, and a model whose AU path is switched off reads ≈ 0."""

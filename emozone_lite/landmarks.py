@@ -144,11 +144,13 @@ AU23_OPEN_GATE = 0.04
 
 #: Weight of the brows drawn together (``inner_brow_gap``) in the AU04 reading, beside the inner
 #: brows' lowering (weight 1). On the teacher's videos the detector barely follows the brows
-#: drawing together: it mostly drifts with speech and smiles. At full weight, AU04's correlation
-#: with the truth was 0.83 on ``tests/test_track.py``'s clip and 0.40–0.56 on three clips with
-#: another script; at half weight it was 0.88 and 0.52–0.77; without the term, sadness (AU01 + AU04,
-#: the brows raised *and* drawn together) fell to an intended rise of 1.54 on the teacher's 256²
-#: preset renders (``benchmarks/expression_visibility.py``), against 1.73 at half weight.
+#: drawing together: it mostly drifts with speech and smiles. On the clips of
+#: ``benchmarks/track_aus.py`` (the detector's landmarks of each frame, against the true AU04), full
+#: weight gave r = 0.83 on ``tests/test_track.py``'s clip and 0.40–0.56 on the three "mixed" ones;
+#: half weight gives 0.88 and 0.52–0.80 (the benchmark's own figures); without the term, sadness
+#: (AU01 + AU04, the brows raised *and* drawn together) fell to an intended rise of 1.54 on the
+#: teacher's 256² preset renders (``benchmarks/expression_visibility.py``), against 1.73 at half
+#: weight.
 AU04_GAP_WEIGHT = 0.5
 
 

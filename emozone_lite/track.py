@@ -27,10 +27,10 @@ with the toolkit's own face detector instead of OpenFace:
    gives no per-face score, so ``confidence`` is the detector's accept / reject at
    ``min_confidence``.
 
-**Which AU reading, measured.** Both readings were run on a 4 s teacher clip (320×240,
-30 fps, H.264 with speech; AU01+AU02, AU12, AU04 and AU26 rising and falling in turn —
-the clip ``tests/test_track.py`` renders) and correlated with the AUs that drove the
-teacher (Pearson r per AU over the 120 frames):
+**Which AU reading, measured** (``benchmarks/track_aus.py``). Both readings were run on a
+4 s teacher clip (320×240, 30 fps, H.264 with speech; AU01+AU02, AU12, AU04 and AU26 rising
+and falling in turn — the clip ``tests/test_track.py`` renders) and correlated with the AUs
+that drove the teacher (Pearson r per AU over the 120 frames):
 
 ============  =========  =========  =========  =========  =========
 reading       AU01       AU02       AU04       AU12       AU26
@@ -46,8 +46,11 @@ AU for both: MediaPipe's landmarks lower the brows by about a third of what the 
 mesh does (0.02 vs 0.06 inter-ocular distances), and hardly follow them drawing together,
 so the geometric reading takes AU04 from the inner brows' lowering, with the drawing
 together at half weight (:data:`~emozone_lite.landmarks.AU04_GAP_WEIGHT`; the whole brows
-plus the full gap gave r = 0.64 here). On three other teacher clips with AU04 between
-smiles, brow raises and speech (320×240 to 640×480) it reached only 0.52–0.77. AU26
+plus the full gap gave r = 0.64 here). On a harder script over a0009 — AU04 at three
+strengths between a smile, a brow raise and a small jaw drop, at 320×240, 640×480 and 480×360
+(``benchmarks/track_aus.py``) — AU04 reached only 0.52 / 0.80 / 0.61, and the others fell too:
+AU01 0.77–0.80, AU02 0.85–0.87, AU12 0.57–0.64, AU26 0.25–0.28 (its jaw drop of 2 is small
+beside the speech's). AU26
 is read as the jaw drop *beyond the speaker's typical speech opening* (the median),
 which is what the teacher's AU26 means; a reading from a closed-mouth neutral follows
 the speech jaw as well (r 0.55). On the same clip the geometric reading also shows AUs

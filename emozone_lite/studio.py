@@ -41,7 +41,7 @@ from .threads import configure_threads
 from .utils import data_path, outputs_dir
 from .zones import ZONE_NAMES
 
-__all__ = ["ZONE_ORDER", "Studio", "default_export_path"]
+__all__ = ["ZONE_ORDER", "Studio", "bias_effect", "default_export_path"]
 
 ZONE_ORDER: tuple[str, ...] = tuple(ZONE_NAMES)
 
@@ -549,3 +549,91 @@ class Studio:
         buf = io.BytesIO()
         sf.write(buf, self.wave, self.sr, format="WAV", subtype="PCM_16")
         return buf.getvalue()
+
+
+def bias_effect(
+    studio: Studio,
+    preset: str = "surprise",
+    value: float = -8.0,
+    frames: int | slice | Sequence[int] | None = slice(None, None, 2),
+    size: int = 256,
+    brow_aus: Sequence[str] = ("AU01", "AU02"),
+) -> dict:
+    """What two moves of the SZ-PAB table do to the rendered face, as the face detector reads it.
+
+    The clip is rendered from the front with ``preset`` held over it (``studio.render_clip``)
+    under three tables: the model's own, the model's with the upper zone's **AU** entry set to
+    ``value`` (``"upper_au"``), and the model's with the lower zone's **audio** entry set to
+    ``value`` (``"lower_audio"``); and once with the neutral preset under the model's table.
+    ``value = -8`` is the end of the studio's bias sliders. Every frame goes through the
+    face detector (MediaPipe, the ``landmarks`` extra) and the landmark AU reading relative to the
+    neutral clip's middle frame (:func:`emozone_lite.landmarks.estimate_aus`).
+
+    Returns:
+        ``{"tables": {name: [3, 3] list}, "brow_rise": {name: float}, "mouth": {name: {"corr",
+        "range"}}, "images": {name: [size, size, 3] uint8}, "frames": [indices], "faces_missing"}``.
+        ``brow_rise``: the mean over frames of the detected ``brow_aus`` summed, minus the neutral
+        clip's (frame by frame). ``mouth``: the detected mouth opening per frame
+        (:func:`emozone_lite.metrics.mouth_opening`) against the model's table's — Pearson
+        correlation (does the mouth still follow the same speech?) and the range ratio
+        (:func:`emozone_lite.metrics.mouth_range_ratio`: how far it still opens). ``images``: the
+        middle selected frame under each table, for a before/after figure. Frames where the
+        detector finds no face are left out (counted in ``faces_missing``).
+    """
+    from .landmarks import detect_landmarks_images, estimate_aus
+    from .metrics import lip_sync_corr, mouth_opening, mouth_range_ratio
+
+    if not studio.has_bias:
+        raise ValueError(
+            f"this model ({studio.model.config.name}) has no zone x modality bias table; bias_effect needs SZ-PAB fusion"
+        )
+    if preset not in aus_mod.EMOTION_PRESETS:
+        raise ValueError(f"preset must be one of {list(aus_mod.EMOTION_PRESETS)}, got {preset!r}")
+    cols = [_au_column(a) for a in brow_aus]
+    b0 = studio.default_bias.clone()
+    upper, lower = b0.clone(), b0.clone()
+    upper[ZONE_ORDER.index("upper"), MODALITY_NAMES.index("au")] = float(value)
+    lower[ZONE_ORDER.index("lower"), MODALITY_NAMES.index("audio")] = float(value)
+    tables = {"model": b0, "upper_au": upper, "lower_audio": lower}
+    idx = studio._frame_indices(frames)
+
+    def held(name: str) -> dict[int, float]:
+        return dict(enumerate(aus_mod.preset(name).tolist()))
+
+    def faces(overrides, bias):
+        video = studio.render_clip(overrides, bias, 0.0, size, idx)
+        imgs = [(v.clamp(0, 1) * 255).round().to(torch.uint8).numpy() for v in video]
+        return imgs, detect_landmarks_images(imgs)
+
+    _, neutral = faces(held("neutral"), b0)
+    ref = neutral[len(neutral) // 2]
+    if ref is None:
+        raise ValueError("the detector finds no face on the neutral render's middle frame; bias_effect is undefined")
+    missing = sum(f is None for f in neutral)
+    read, opening, images = {}, {}, {}
+    for name, table in tables.items():
+        imgs, fs = faces(held(preset), table)
+        images[name] = imgs[len(imgs) // 2]
+        missing += sum(f is None for f in fs)
+        ok = [i for i, (f, n) in enumerate(zip(fs, neutral)) if f is not None and n is not None]
+        if len(ok) < 2:
+            raise ValueError(f"the detector finds a face on fewer than 2 frames of the {name!r} table's clip")
+        a = np.array([estimate_aus(fs[i], ref)[cols].sum() for i in ok])
+        n = np.array([estimate_aus(neutral[i], ref)[cols].sum() for i in ok])
+        read[name] = float((a - n).mean())
+        opening[name] = (ok, mouth_opening(np.stack([fs[i].pixels for i in ok])))
+    ok0, m0 = opening["model"]
+    mouth = {}
+    for name, (ok, m) in opening.items():
+        both = sorted(set(ok) & set(ok0))
+        a = m[[ok.index(i) for i in both]]
+        b = m0[[ok0.index(i) for i in both]]
+        mouth[name] = {"corr": lip_sync_corr(a, b), "range": mouth_range_ratio(a, b)}
+    return {
+        "tables": {k: v.tolist() for k, v in tables.items()},
+        "brow_rise": read,
+        "mouth": mouth,
+        "images": images,
+        "frames": idx.tolist(),
+        "faces_missing": missing,
+    }

@@ -435,6 +435,44 @@ def test_au01_raises_the_brows_and_leaves_the_lips(trained_model):
     assert abs(brow_up_off) < 0.1 * brow_up, (brow_up_off, brow_up)
 
 
+@pytest.mark.slow
+def test_bias_effect_on_pixels_of_the_shipped_model(trained_model):
+    """Issue 16's zone-bias check on rendered pixels: the upper zone's AU entry at the slider's end
+    takes a surprise's brows away (detected AU01 + AU02 fall by >= 1) while the mouth keeps its speech;
+    the lower zone's audio entry there stills the mouth."""
+    from emozone_lite.studio import bias_effect
+
+    st = Studio(trained_model, "arctic_a0007.wav", portrait=False)
+    r = bias_effect(st, frames=slice(20, 44))
+    assert (
+        set(r["tables"])
+        == set(r["brow_rise"])
+        == set(r["mouth"])
+        == set(r["images"])
+        == {"model", "upper_au", "lower_audio"}
+    )
+    assert r["faces_missing"] == 0 and r["frames"] == list(range(20, 44))
+    assert r["tables"]["upper_au"][0][1] == -8.0 and r["tables"]["lower_audio"][1][0] == -8.0
+    assert r["images"]["model"].shape == (256, 256, 3) and r["images"]["model"].dtype == np.uint8
+    assert r["mouth"]["model"] == {"corr": pytest.approx(1.0), "range": pytest.approx(1.0)}
+    assert r["brow_rise"]["model"] >= 1.0, r["brow_rise"]  # the surprise reaches the brows at all
+    assert r["brow_rise"]["model"] - r["brow_rise"]["upper_au"] >= 1.0, r["brow_rise"]
+    assert r["mouth"]["upper_au"]["corr"] >= 0.9 and r["mouth"]["upper_au"]["range"] >= 0.8, r["mouth"]
+    assert r["mouth"]["lower_audio"]["range"] <= 0.25, r["mouth"]
+
+
+def test_bias_effect_bad_inputs(head, studio):
+    from emozone_lite.studio import bias_effect
+
+    implicit = Studio(EmoZoneLite(ModelConfig(n_gaussians=300, fusion="implicit"), head), "arctic_a0007.wav")
+    with pytest.raises(ValueError, match="no zone x modality bias table"):
+        bias_effect(implicit)
+    with pytest.raises(ValueError, match="preset must be one of"):
+        bias_effect(studio, preset="joy")
+    with pytest.raises(ValueError, match="AU"):
+        bias_effect(studio, brow_aus=("AU99",))
+
+
 def test_docstring_examples():
     import doctest
 

@@ -33,13 +33,9 @@ CYCLE = ({}, {"AU01": 4, "AU02": 4}, {}, {"AU12": 3}, {}, {"AU26": 3})
 def make_video(out: Path, seconds: float, width: int, height: int) -> Path:
     """The teacher's talking video (speech of ARCTIC a0007 + a0009 + a0007, cut to ``seconds``)."""
     import soundfile as sf
-    import torch
 
-    from emozone_lite import aus
-    from emozone_lite.camera import Camera
-    from emozone_lite.teacher import sequence
+    from emozone_lite.teacher import talking_video
     from emozone_lite.utils import data_path
-    from emozone_lite.viz import write_video
 
     waves, labels, offset = [], [], 0
     for stem in ("arctic_a0007", "arctic_a0009", "arctic_a0007"):
@@ -56,10 +52,7 @@ def make_video(out: Path, seconds: float, width: int, height: int) -> Path:
     while t < seconds:
         keys += [(max(t, 1e-3), CYCLE[i % 6]), (min(t + 0.3, seconds), CYCLE[i % 6])]
         t, i = t + 0.5, i + 1
-    torch.manual_seed(0)
-    script = aus.from_keyframes(keys, seconds, FPS)
-    seq = sequence(lab, script, [Camera.orbit(width=width, height=height)], fps=FPS, n_frames=len(script))
-    return write_video(seq.frames[:, 0], out / "talk.mp4", fps=FPS, audio=speech)
+    return talking_video(out / "talk.mp4", keys, lab, speech, seconds=seconds, width=width, height=height, fps=FPS)[0]
 
 
 def new_speech(out: Path, seconds: float) -> Path:

@@ -56,20 +56,11 @@ MIXED = (MIXED_SCRIPT, 3.0, "a0009", [(320, 240, 30.0), (640, 480, 25.0), (480, 
 
 def render_clip(script, seconds: float, utterance: str, w: int, h: int, fps: float, seed: int, path: Path):
     """The teacher speaking ``utterance`` with ``script`` at ``w``×``h`` and ``fps`` → (mp4 path, true AUs)."""
-    import torch
-
-    from emozone_lite import aus
-    from emozone_lite.camera import Camera
-    from emozone_lite.teacher import sequence
+    from emozone_lite.teacher import talking_video
     from emozone_lite.utils import data_path
-    from emozone_lite.viz import write_video
 
-    torch.manual_seed(seed)
-    track = aus.from_keyframes(script, seconds, fps)
-    seq = sequence(data_path(f"arctic_{utterance}_phone.lab"), track, [Camera.orbit(width=w, height=h)], fps=fps,
-                   n_frames=len(track))  # fmt: skip
-    video = write_video(seq.frames[:, 0], path, fps=fps, audio=data_path(f"arctic_{utterance}.wav"))
-    return video, seq.aus.numpy()
+    lab, wav = data_path(f"arctic_{utterance}_phone.lab"), data_path(f"arctic_{utterance}.wav")
+    return talking_video(path, script, lab, wav, seconds=seconds, width=w, height=h, fps=fps, seed=seed)
 
 
 def main(argv: list[str] | None = None) -> dict:

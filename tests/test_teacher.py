@@ -469,3 +469,20 @@ def test_vertex_sequence_is_sequence_without_rendering():
     torch.testing.assert_close(a, torch.as_tensor(seq.aus), rtol=0, atol=0)
     with pytest.raises(ValueError, match="resample_aus"):
         vertex_sequence(lab, track, n_frames=40)
+
+
+def test_talking_video_is_the_teacher_sequence_with_sound(tmp_path):
+    from emozone_lite.viz import read_video_info
+
+    keys = [(0.0, {}), (0.4, {"AU12": 3}), (0.8, {})]
+    path, true = tc.talking_video(
+        tmp_path / "talk.mp4", keys, data_path("arctic_a0007_phone.lab"), data_path("arctic_a0007.wav"),
+        seconds=0.8, width=64, height=48, fps=25.0,
+    )  # fmt: skip
+    info = read_video_info(path)
+    assert info["has_audio"] and info["n_frames"] == 20 and info["size"] == (64, 48)
+    assert true.shape == (20, 17) and true.dtype == np.float32
+    assert true[10, AU_NAMES.index("AU12")] == pytest.approx(3.0) and true[0].max() == 0.0
+    with pytest.raises(ValueError, match="seconds is required"):
+        tc.talking_video(tmp_path / "x.mp4", keys, data_path("arctic_a0007_phone.lab"), data_path("arctic_a0007.wav"))
+    assert not (tmp_path / "x.mp4").exists()

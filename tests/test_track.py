@@ -53,25 +53,12 @@ def _ffmpeg(*args: str) -> None:
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory):
     """The teacher's talking video (mp4 with sound) and the AUs that drove it ``[120, 17]``."""
-    import torch
+    from emozone_lite.teacher import talking_video
 
-    from emozone_lite.camera import Camera
-    from emozone_lite.teacher import sequence
-    from emozone_lite.viz import write_video
-
-    torch.manual_seed(0)
-    script = aus.from_keyframes(SCRIPT, SECONDS, FPS)
-    seq = sequence(
-        data_path("arctic_a0007_phone.lab"),
-        script,
-        [Camera.orbit(width=W, height=H)],
-        fps=FPS,
-        n_frames=len(script),
-    )
-    path = write_video(
-        seq.frames[:, 0], tmp_path_factory.mktemp("clip") / "talk.mp4", fps=FPS, audio=data_path("arctic_a0007.wav")
-    )
-    return path, seq.aus.numpy()
+    return talking_video(
+        tmp_path_factory.mktemp("clip") / "talk.mp4", SCRIPT, data_path("arctic_a0007_phone.lab"),
+        data_path("arctic_a0007.wav"), seconds=SECONDS, width=W, height=H, fps=FPS,
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")

@@ -99,7 +99,7 @@ from .rig import (  # noqa: F401
     jaw_field,
     mouth_opening,
 )
-from .sequences import TeacherSequence, _au_values, _speech, sequence, vertex_sequence  # noqa: F401
+from .sequences import TeacherSequence, _au_values, _speech, sequence, talking_video, vertex_sequence  # noqa: F401
 from .speech import (  # noqa: F401
     DOMINANCE,
     VISEME_ARTICULATION,
@@ -113,6 +113,7 @@ __all__ = [
     "TeacherRig",
     "TeacherSequence",
     "sequence",
+    "talking_video",
     "vertex_sequence",
     "viseme_weights",
     "viseme_weights_from_audio",

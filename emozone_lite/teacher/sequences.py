@@ -31,7 +31,7 @@ from .speech import _as_phones, _check_frames, viseme_weights, viseme_weights_fr
 if TYPE_CHECKING:  # pragma: no cover
     from ..gaussians import GaussianCloud
 
-__all__ = ["TeacherSequence", "sequence", "vertex_sequence"]
+__all__ = ["TeacherSequence", "sequence", "talking_video", "vertex_sequence"]
 
 
 @dataclass(eq=False)
@@ -262,3 +262,48 @@ def sequence(
         frames=frames, landmarks2d=lm, mouth_opening=mouth_opening(verts), fps=fps, cameras=cams,
         phones=phones, source=source,
     )  # fmt: skip
+
+
+def talking_video(
+    path: str | PathLike,
+    script,
+    phones: str | PathLike,
+    audio: str | PathLike,
+    *,
+    seconds: float | None = None,
+    width: int = 320,
+    height: int = 240,
+    fps: float = 25.0,
+    seed: int = 0,
+) -> tuple[Path, np.ndarray]:
+    """The teacher speaking with an expression script, from the front, as an mp4 with its sound.
+
+    What a user's talking video looks like, with the AUs that drove it known: the input of
+    ``emozone-lite track`` and ``fit`` in their tests and benchmarks.
+
+    Args:
+        path: where the mp4 goes (written then renamed by :func:`emozone_lite.viz.write_video`).
+        script: AU keyframes ``[(time_s, value), …]`` as :func:`emozone_lite.aus.from_keyframes`
+            takes them (then ``seconds`` is required), or an :class:`~emozone_lite.aus.AUTrack` /
+            ``[T, 17]`` array at ``fps``; its length sets the clip's frame count.
+        phones: the speech's phone labels (a ``.lab`` path), which move the mouth.
+        audio: the sound track (any file :func:`emozone_lite.viz.write_video` muxes).
+        seconds: the keyframed script's length.
+        width, height, fps: the video's size and frame rate (one orbit camera at yaw 0).
+        seed: ``torch.manual_seed`` before rendering, so a clip is the same every time.
+
+    Returns:
+        ``(mp4 path, true AUs [T, 17] float32)``.
+    """
+    from ..aus import from_keyframes
+    from ..viz import write_video
+
+    if isinstance(script, (list, tuple)):
+        if seconds is None:
+            raise ValueError("seconds is required when script is a list of keyframes (the clip's length)")
+        script = from_keyframes(script, seconds, fps)
+    n = len(script) if isinstance(script, AUTrack) else int(np.asarray(script).shape[0])
+    torch.manual_seed(seed)
+    seq = sequence(phones, script, [Camera.orbit(width=width, height=height)], fps=fps, n_frames=n)
+    video = write_video(seq.frames[:, 0], path, fps=fps, audio=audio)
+    return video, seq.aus.numpy()

@@ -600,20 +600,23 @@ def bias_effect(
     def held(name: str) -> dict[int, float]:
         return dict(enumerate(aus_mod.preset(name).tolist()))
 
-    def faces(overrides, bias):
-        video = studio.render_clip(overrides, bias, 0.0, size, idx)
-        imgs = [(v.clamp(0, 1) * 255).round().to(torch.uint8).numpy() for v in video]
-        return imgs, detect_landmarks_images(imgs)
-
-    _, neutral = faces(held("neutral"), b0)
-    ref = neutral[len(neutral) // 2]
+    clips = {"neutral": (held("neutral"), b0)} | {name: (held(preset), table) for name, table in tables.items()}
+    frames_of = {}
+    for name, (overrides, table) in clips.items():
+        video = studio.render_clip(overrides, table, 0.0, size, idx)
+        frames_of[name] = [(v.clamp(0, 1) * 255).round().to(torch.uint8).numpy() for v in video]
+    every = detect_landmarks_images([im for imgs in frames_of.values() for im in imgs])  # one detector for all
+    n_f = len(idx)
+    detected = {name: every[k * n_f : (k + 1) * n_f] for k, name in enumerate(frames_of)}
+    neutral = detected["neutral"]
+    ref = neutral[n_f // 2]
     if ref is None:
         raise ValueError("the detector finds no face on the neutral render's middle frame; bias_effect is undefined")
     missing = sum(f is None for f in neutral)
     read, opening, images = {}, {}, {}
-    for name, table in tables.items():
-        imgs, fs = faces(held(preset), table)
-        images[name] = imgs[len(imgs) // 2]
+    for name in tables:
+        fs = detected[name]
+        images[name] = frames_of[name][n_f // 2]
         missing += sum(f is None for f in fs)
         ok = [i for i, (f, n) in enumerate(zip(fs, neutral)) if f is not None and n is not None]
         if len(ok) < 2:

@@ -41,9 +41,17 @@ from .threads import configure_threads
 from .utils import data_path, outputs_dir
 from .zones import ZONE_NAMES
 
-__all__ = ["ZONE_ORDER", "Studio", "bias_effect", "default_export_path"]
+__all__ = ["BIAS_RANGE", "ZONE_ORDER", "Studio", "bias_effect", "default_export_path"]
 
 ZONE_ORDER: tuple[str, ...] = tuple(ZONE_NAMES)
+
+#: The studio's SZ-PAB bias sliders span ``±BIAS_RANGE`` (:func:`bias_effect` moves an entry to
+#: ``-BIAS_RANGE``). ±8 (a factor e⁸ ≈ 3000 per token) is enough for the shipped model, but the
+#: attention logits of a model trained longer with one level embedding per AU outgrow it: with
+#: its upper zone's AU entry at −8 a surprise's brows stayed up (detected AU01 + AU02 over
+#: neutral 5.33 → 5.86), at −30 they came down (−0.09); ``ModelConfig(au_level="per_au")``,
+#: 3000 steps, ``benchmarks/expression_control.py``, a0007.
+BIAS_RANGE: float = 30.0
 
 _CACHE_SIZE = 16
 
@@ -554,7 +562,7 @@ class Studio:
 def bias_effect(
     studio: Studio,
     preset: str = "surprise",
-    value: float = -8.0,
+    value: float = -BIAS_RANGE,
     frames: int | slice | Sequence[int] | None = slice(None, None, 2),
     size: int = 256,
     brow_aus: Sequence[str] = ("AU01", "AU02"),
@@ -565,9 +573,9 @@ def bias_effect(
     under three tables: the model's own, the model's with the upper zone's **AU** entry set to
     ``value`` (``"upper_au"``), and the model's with the lower zone's **audio** entry set to
     ``value`` (``"lower_audio"``); and once with the neutral preset under the model's table.
-    ``value = -8`` is the end of the studio's bias sliders. Every frame goes through the
-    face detector (MediaPipe, the ``landmarks`` extra) and the landmark AU reading relative to the
-    neutral clip's middle frame (:func:`emozone_lite.landmarks.estimate_aus`).
+    The default ``value`` is the end of the studio's bias sliders (:data:`BIAS_RANGE`). Every
+    frame goes through the face detector (MediaPipe, the ``landmarks`` extra) and the landmark AU
+    reading relative to the neutral clip's middle frame (:func:`emozone_lite.landmarks.estimate_aus`).
 
     Returns:
         ``{"tables": {name: [3, 3] list}, "brow_rise": {name: float}, "mouth": {name: {"corr",

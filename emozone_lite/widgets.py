@@ -28,11 +28,13 @@ from torch import Tensor
 
 from . import aus as aus_mod
 from .attention import MODALITY_NAMES
-from .studio import ZONE_ORDER, Studio, default_export_path
+from .studio import BIAS_RANGE, ZONE_ORDER, Studio, bias_effect, default_export_path
 
 __all__ = [
+    "BIAS_RANGE",
     "ZONE_ORDER",
     "Studio",
+    "bias_effect",
     "default_export_path",
     "plot_zone_mass",
     "plot_au_edit",
@@ -259,9 +261,9 @@ class ExpressionStudio(W.VBox):
             for j, m in enumerate(MODALITY_NAMES):
                 v = float(table[i, j])
                 s = W.FloatSlider(
-                    value=max(-8.0, min(8.0, v)),
-                    min=-8.0,
-                    max=8.0,
+                    value=max(-BIAS_RANGE, min(BIAS_RANGE, v)),
+                    min=-BIAS_RANGE,
+                    max=BIAS_RANGE,
                     step=0.1,
                     readout_format=".1f",
                     continuous_update=cu,
@@ -275,7 +277,8 @@ class ExpressionStudio(W.VBox):
         if studio.has_bias:
             note = (
                 "SZ-PAB bias B[zone, modality], added to the attention logits of each Gaussian "
-                "(weighted by its zone membership). +2 vs −2 is a factor e⁴ ≈ 55 per token."
+                "(weighted by its zone membership). +2 vs −2 is a factor e⁴ ≈ 55 per token; a model's "
+                "own attention logits can outgrow ±8, so the sliders reach ±30."
             )
         else:
             note = (

@@ -334,6 +334,8 @@ def test_widget_layout_and_attributes(app):
     # bias sliders start at the model's table
     B = app.studio.default_bias
     assert app.bias_sliders[("upper", "au")].value == pytest.approx(float(B[0, 1]), abs=1e-6)
+    # ... and reach the ends bias_effect moves an entry to (widgets.BIAS_RANGE)
+    assert {(s.min, s.max) for s in app.bias_sliders.values()} == {(-widgets.BIAS_RANGE, widgets.BIAS_RANGE)}
 
 
 def test_au_slider_changes_image_and_holds_the_value(app):
@@ -452,7 +454,9 @@ def test_bias_effect_on_pixels_of_the_shipped_model(trained_model):
         == {"model", "upper_au", "lower_audio"}
     )
     assert r["faces_missing"] == 0 and r["frames"] == list(range(20, 44))
-    assert r["tables"]["upper_au"][0][1] == -8.0 and r["tables"]["lower_audio"][1][0] == -8.0
+    assert (
+        r["tables"]["upper_au"][0][1] == -widgets.BIAS_RANGE and r["tables"]["lower_audio"][1][0] == -widgets.BIAS_RANGE
+    )
     assert r["images"]["model"].shape == (256, 256, 3) and r["images"]["model"].dtype == np.uint8
     assert r["mouth"]["model"] == {"corr": pytest.approx(1.0), "range": pytest.approx(1.0)}
     assert r["brow_rise"]["model"] >= 1.0, r["brow_rise"]  # the surprise reaches the brows at all

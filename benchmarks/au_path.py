@@ -34,12 +34,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from emozone_lite.threads import configure_threads
 
 configure_threads()
-import warnings  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from emozone_lite import aus as A  # noqa: E402
 from emozone_lite import train as T  # noqa: E402
 from emozone_lite.head import load_head  # noqa: E402
 from emozone_lite.metrics import UPPER_FACE_IDX  # noqa: E402
@@ -56,23 +54,8 @@ def clips(n: int, seed: int, noise: float = 0.0) -> list:
     return out
 
 
-@torch.no_grad()
 def response(model: EmoZoneLite, rig: TeacherRig) -> float:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # silent audio
-        f = model.audio_features(np.zeros(16000, np.float32), 16000)
-    mel, en, n = torch.as_tensor(f.mel_windows).float(), torch.as_tensor(f.energy).float(), f.n_frames
-
-    def verts(name):
-        a = torch.as_tensor(A.preset(name)).float().expand(n, -1).contiguous()
-        return model.deform(*model.encode(mel, en, a, torch.tensor([n // 2]))).vertices[0]
-
-    n0, r = verts("neutral"), []
-    for name in A.EMOTION_PRESETS[1:]:
-        d = verts(name) - n0
-        t = rig.vertex_displacement(torch.as_tensor(A.preset(name)).float()[None])[0]
-        r.append(float((d * t).sum() / (t * t).sum()))
-    return float(np.mean(r))
+    return T.preset_response(model, rig=rig)["mean"]
 
 
 @torch.no_grad()

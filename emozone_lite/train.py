@@ -1272,6 +1272,43 @@ def expression_control(model: EmoZoneLite, presets=None, seconds: float = 0.4, s
     return out
 
 
+@torch.no_grad()
+def preset_response(model: EmoZoneLite, presets=None, rig: TeacherRig | None = None, seconds: float = 1.0) -> dict:
+    """How much of the teacher's motion each emotion preset gives ``model``'s mesh (no pixels).
+
+    Each preset is held over ``seconds`` of silence (as in :func:`expression_control`); the
+    middle frame's 468 vertices minus the model's neutral face, ``d``, are projected on the
+    teacher rig's displacement for the same AUs, ``t``: ``<d, t> / |t|²`` (1 = the teacher's
+    motion, 0 = none, negative = the other way). It reads the geometry the landmark losses
+    supervise, so it isolates the AU path from the renderer and the detector
+    (``benchmarks/au_path.py`` tracks it during training).
+
+    Returns:
+        ``{"presets": {name: float}, "mean": float}`` (the mean over the presets).
+    """
+    import warnings
+
+    from .audio import FEATURE_SR
+
+    rig = rig or TeacherRig.default()
+    names = list(aus_mod.EMOTION_PRESETS[1:] if presets is None else presets)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "audio is silent": that is the point here
+        f = model.audio_features(np.zeros(max(1, int(seconds * FEATURE_SR)), np.float32), FEATURE_SR)
+    mel, energy, n = torch.as_tensor(f.mel_windows).float(), torch.as_tensor(f.energy).float(), f.n_frames
+
+    def vertices(name: str) -> Tensor:
+        a = torch.as_tensor(aus_mod.preset(name)).float().expand(n, -1).contiguous()
+        return model.deform(*model.encode(mel, energy, a, torch.tensor([n // 2]))).vertices[0]
+
+    rest, out = vertices("neutral"), {}
+    for name in names:
+        d = vertices(name) - rest
+        t = rig.vertex_displacement(torch.as_tensor(aus_mod.preset(name)).float()[None])[0]
+        out[name] = float((d * t).sum() / (t * t).sum())
+    return {"presets": out, "mean": float(np.mean(list(out.values())))}
+
+
 def _au_from_landmarks(lmk2d: Tensor) -> np.ndarray:
     """AUs from a front-view 2D landmark track ``[T, 468, 2]`` with the geometric estimator
     (the same estimator for student and teacher; neutral = the canonical mesh)."""

@@ -550,3 +550,20 @@ def test_expression_control_reads_the_teacher_like_targets(cfg, data, tmp_path):
     assert set(row["per_au"]) == set(T.aus_mod.AU_NAMES)
     table = T.control_table({"small": r})
     assert table.splitlines()[0].startswith("| run | rise, landmarks") and "| small |" in table
+
+
+def test_preset_response_reads_the_au_path_on_the_mesh():
+    """A fresh model (zero-initialised deformation heads) does not answer a preset at all; the shipped
+    model answers happy in the teacher's direction; an unknown preset is named."""
+    from emozone_lite.head import load_head
+    from emozone_lite.model import EmoZoneLite
+
+    torch.manual_seed(0)
+    fresh = EmoZoneLite(SMALL, load_head()).eval()
+    r = T.preset_response(fresh, presets=["surprise", "happy"])
+    assert r == {"presets": {"surprise": 0.0, "happy": 0.0}, "mean": 0.0}
+    shipped = T.preset_response(T.shipped_model())
+    assert set(shipped["presets"]) == set(T.aus_mod.EMOTION_PRESETS[1:])
+    assert shipped["presets"]["happy"] > 0.1 and shipped["mean"] > 0.0
+    with pytest.raises(ValueError, match="unknown preset 'joy'"):
+        T.preset_response(fresh, presets=["joy"])

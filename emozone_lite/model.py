@@ -72,8 +72,9 @@ class ModelConfig:
             ``"shared"`` (one for all AUs, so every AU's intensity moves its token along the same
             direction) or ``"per_au"`` (one per AU; channel independence holds either way). In
             ``benchmarks/au_path.py`` (AU → vertex loss only, 2 cores) ``"per_au"`` made CIT-AE
-            follow the presets 0.12 / 0.30 / 0.57 of the teacher's motion after 300 / 600 / 900
-            steps against 0.02 / 0.19 / 0.24 shared (per-frame encoder 0.16 / 0.47 / 0.58). In full
+            follow the presets 0.03 / 0.21 / 0.37 of the teacher's motion after 300 / 600 / 900
+            steps against 0.02 / 0.17 / 0.24 shared (model version 8; per-frame encoder 0.16 at
+            300 steps; with model versions 6–7 per AU read 0.12 / 0.30 / 0.57). In full
             training (model version 8, 1000 steps, seed 0, detector AUs,
             ``benchmarks/expression_control.py``) the presets moved the detector's reading of the
             intended AUs by 0.42 with ``"per_au"`` against 0.06 shared (the target is 1.0); at 3000

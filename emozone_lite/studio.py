@@ -621,17 +621,17 @@ def bias_effect(
     if ref is None:
         raise ValueError("the detector finds no face on the neutral render's middle frame; bias_effect is undefined")
     missing = sum(f is None for f in neutral)
+    brows_neutral = {i: float(estimate_aus(f, ref)[cols].sum()) for i, f in enumerate(neutral) if f is not None}
     read, opening, images = {}, {}, {}
     for name in tables:
         fs = detected[name]
         images[name] = frames_of[name][n_f // 2]
         missing += sum(f is None for f in fs)
-        ok = [i for i, (f, n) in enumerate(zip(fs, neutral)) if f is not None and n is not None]
+        ok = [i for i, f in enumerate(fs) if f is not None and i in brows_neutral]
         if len(ok) < 2:
             raise ValueError(f"the detector finds a face on fewer than 2 frames of the {name!r} table's clip")
         a = np.array([estimate_aus(fs[i], ref)[cols].sum() for i in ok])
-        n = np.array([estimate_aus(neutral[i], ref)[cols].sum() for i in ok])
-        read[name] = float((a - n).mean())
+        read[name] = float((a - np.array([brows_neutral[i] for i in ok])).mean())
         opening[name] = (ok, mouth_opening(np.stack([fs[i].pixels for i in ok])))
     ok0, m0 = opening["model"]
     mouth = {}

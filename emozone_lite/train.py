@@ -1203,6 +1203,30 @@ def pixel_evaluation(model: EmoZoneLite, clip: Clip) -> dict[str, float]:
     return pixel_metrics(detect_frames(student, neutral=ref), _DETECTIONS[key])
 
 
+@torch.no_grad()
+def held_over_silence(model: EmoZoneLite, presets, seconds: float = 0.4) -> list:
+    """``model``'s head with each preset in ``presets`` held over ``seconds`` of silence: the
+    middle frame's ``HeadState`` (batch 1) per preset, in order. The model's own front-end reads a
+    silent waveform, so the face shows the expression alone — what :func:`expression_control`
+    renders and :func:`preset_response` reads on the mesh."""
+    import warnings
+
+    from .audio import FEATURE_SR
+
+    wave = np.zeros(max(1, int(seconds * FEATURE_SR)), np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "audio is silent": that is the point here
+        feats = model.audio_features(wave, FEATURE_SR)
+    n = feats.n_frames
+    mel = torch.as_tensor(feats.mel_windows, dtype=torch.float32)
+    energy = torch.as_tensor(feats.energy, dtype=torch.float32)
+    states = []
+    for name in presets:
+        aus = torch.as_tensor(aus_mod.preset(name), dtype=torch.float32).expand(n, -1).contiguous()
+        states.append(model.deform(*model.encode(mel, energy, aus, torch.tensor([n // 2]))))
+    return states
+
+
 #: Threshold of a preset's *intended* AUs (intensity above it) in :func:`expression_control`.
 INTENDED_AU = 0.5
 
@@ -1225,25 +1249,13 @@ def expression_control(model: EmoZoneLite, presets=None, seconds: float = 0.4, s
         with the means over the presets (neutral excluded; a preset whose render shows no face is
         NaN and left out of the means, and counted in ``faces_missing``).
     """
-    from .audio import FEATURE_SR
     from .landmarks import blendshapes_to_aus, detect_landmarks_images, estimate_aus
 
     names = list(aus_mod.EMOTION_PRESETS[1:] if presets is None else presets)
-    import warnings
-
-    wave = np.zeros(max(1, int(seconds * FEATURE_SR)), np.float32)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # "audio is silent": that is the point here
-        feats = model.audio_features(wave, FEATURE_SR)
-    T = feats.n_frames
-    mel = torch.as_tensor(feats.mel_windows, dtype=torch.float32)
-    energy = torch.as_tensor(feats.energy, dtype=torch.float32)
     cam = Camera.orbit(yaw_deg=0.0, width=size, height=size)
     images = []
-    for name in ["neutral", *names]:
-        aus = torch.as_tensor(aus_mod.preset(name), dtype=torch.float32).expand(T, -1).contiguous()
-        a, u = model.encode(mel, energy, aus, torch.tensor([T // 2]))
-        img = model.render(model.deform(a, u), cam.viewmat[None], cam.K[None], size, size, background=torch.ones(3))
+    for state in held_over_silence(model, ["neutral", *names], seconds):
+        img = model.render(state, cam.viewmat[None], cam.K[None], size, size, background=torch.ones(3))
         images.append((img[0, 0].clamp(0, 1) * 255).round().to(torch.uint8).numpy())
     faces = detect_landmarks_images(images)
     if faces[0] is None:
@@ -1286,24 +1298,12 @@ def preset_response(model: EmoZoneLite, presets=None, rig: TeacherRig | None = N
     Returns:
         ``{"presets": {name: float}, "mean": float}`` (the mean over the presets).
     """
-    import warnings
-
-    from .audio import FEATURE_SR
-
     rig = rig or TeacherRig.default()
     names = list(aus_mod.EMOTION_PRESETS[1:] if presets is None else presets)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # "audio is silent": that is the point here
-        f = model.audio_features(np.zeros(max(1, int(seconds * FEATURE_SR)), np.float32), FEATURE_SR)
-    mel, energy, n = torch.as_tensor(f.mel_windows).float(), torch.as_tensor(f.energy).float(), f.n_frames
-
-    def vertices(name: str) -> Tensor:
-        a = torch.as_tensor(aus_mod.preset(name)).float().expand(n, -1).contiguous()
-        return model.deform(*model.encode(mel, energy, a, torch.tensor([n // 2]))).vertices[0]
-
-    rest, out = vertices("neutral"), {}
-    for name in names:
-        d = vertices(name) - rest
+    rest, *states = (s.vertices[0] for s in held_over_silence(model, ["neutral", *names], seconds))
+    out = {}
+    for name, v in zip(names, states):
+        d = v - rest
         t = rig.vertex_displacement(torch.as_tensor(aus_mod.preset(name)).float()[None])[0]
         out[name] = float((d * t).sum() / (t * t).sum())
     return {"presets": out, "mean": float(np.mean(list(out.values())))}

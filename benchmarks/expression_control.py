@@ -14,10 +14,13 @@ others move ≤ 0.5). The levers it varies:
 * how many clips are rendered for the photometric loss (``TrainConfig.n_scripts``; each shows two
   emotions of a random script, so 3 clips leave some emotions unseen);
 * a vertex expression loss on corpus sentences with emotion scripts
-  (``TrainConfig.expression_utterances``).
+  (``TrainConfig.expression_utterances``);
+* the detector's speech AUs (AU25 / AU26, which follow the speaking mouth) zeroed on half or all
+  of the corpus speech clips (``TrainConfig.speech_au_dropout``).
 
-Prints one row per configuration with the per-preset rises, and one for the shipped pretrained
-model. Runs are cached under the toolkit's cache (``train.ablation_dir``), so a second call only
+Prints one row per configuration with the per-preset rises and the lip sync on the two bundled
+recordings spoken with a neutral face (``train.speech_test_clip``: pixel sync and mouth range of
+the teacher's; targets ≥ 0.8 and 0.8–1.2), and one for the shipped pretrained model. Runs are cached under the toolkit's cache (``train.ablation_dir``), so a second call only
 measures. Measured on 2 cores: README, "Why CIT-AE does what it does" (1000 steps) and "Training
 length is the lever that reaches the target" (``--steps 3000``, four of the runs).
 """
@@ -50,7 +53,12 @@ RUNS: dict[str, tuple[dict, dict]] = {
     "shared, detector, 7 clips": ({}, {"n_scripts": 7}),
     "per-AU, script + noise, 3 clips": ({"au_level": "per_au"}, {"au_input": "noise"}),
     "per-AU, script + noise, 7 clips": ({"au_level": "per_au"}, {"au_input": "noise", "n_scripts": 7}),
+    "per-AU, detector, 3 clips, speech AUs dropped on half": ({"au_level": "per_au"}, {"speech_au_dropout": 0.5}),
+    "per-AU, detector, 3 clips, speech AUs dropped on all": ({"au_level": "per_au"}, {"speech_au_dropout": 1.0}),
 }
+
+#: the recordings of the speech check (both held out of every run's training)
+RECORDINGS = ("arctic_a0007", "arctic_a0009")
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -79,18 +87,28 @@ def main(argv: list[str] | None = None) -> dict:
 
     out: dict = {"steps": a.steps, "seed": a.seed, "cores": os.cpu_count(), "runs": {}}
     presets = T.aus_mod.EMOTION_PRESETS[1:]
-    print("| run | intended rise | others | " + " | ".join(presets) + " |")
-    print("|---|---:|---:|" + "---:|" * len(presets))
+    ref = next(iter(jobs.values()))  # the cameras and test-clip settings are every run's
+    speech = [T.speech_test_clip(r, ref[2].cameras, ref[1]) for r in RECORDINGS]
+    heads = [f"{r[-5:]} sync / range" for r in RECORDINGS]
+    print("| run | intended rise | others | " + " | ".join(presets + heads) + " |")
+    print("|---|---:|---:|" + "---:|" * (len(presets) + len(heads)))
     models = {"shipped model (shared, script + noise, 3 clips, no speech augmentation)": T.shipped_model}
     for name, j in jobs.items():  # train() loads the finished run
         models[name] = lambda j=j: T.train(j[0], j[1], j[2], out_dir=j[3], resume=True, progress=False)[0]
     for name, load in models.items():
-        ec = T.expression_control(load())
+        model = load()
+        ec = T.expression_control(model)
         per = {k: v["geometric"]["intended_rise"] for k, v in ec["presets"].items()}
-        out["runs"][name] = {"geometric": ec["geometric"], "per_preset": per, "faces_missing": ec["faces_missing"]}
+        sp = {}
+        for rec, clip in zip(RECORDINGS, speech):
+            m = T.pixel_evaluation(model, clip)
+            sp[rec] = {"pixel_lip_sync": m["pixel_lip_sync"], "pixel_mouth_range": m["pixel_mouth_range"]}
+        out["runs"][name] = {"geometric": ec["geometric"], "per_preset": per, "faces_missing": ec["faces_missing"],
+                             "speech": sp}  # fmt: skip
         g = ec["geometric"]
-        cells = " | ".join(f"{per[k]:.2f}" for k in presets)
-        print(f"| {name} | {g['intended_rise']:.2f} | {g['others_move']:.2f} | {cells} |", flush=True)
+        cells = [f"{per[k]:.2f}" for k in presets]
+        cells += [f"{v['pixel_lip_sync']:.2f} / {v['pixel_mouth_range']:.2f}" for v in sp.values()]
+        print(f"| {name} | {g['intended_rise']:.2f} | {g['others_move']:.2f} | {' | '.join(cells)} |", flush=True)
     out["seconds"] = round(time.perf_counter() - t0, 1)
     print(f"({out['seconds']:.0f} s)")
     if a.out:

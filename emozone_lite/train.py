@@ -58,6 +58,12 @@ AU_INPUTS = ("detector", "noise")
 #: Sources of the training speech's phone windows (``TrainConfig.corpus_phones``).
 CORPUS_PHONES = ("labels", "recognised")
 
+#: The AUs in which a face detector reads the speaking mouth: on the teacher's neutral speech the
+#: landmark reading's AU25 and AU26 follow the rig's mouth opening with r = 0.94–0.97 (four corpus
+#: voices, ``landmark_aus``; AU12 0.67–0.82 but 0.3 on average). ``TrainConfig.speech_au_dropout``
+#: zeroes them on corpus speech clips.
+SPEECH_AUS = ("AU25", "AU26")
+
 
 @dataclass
 class TrainConfig:
@@ -132,6 +138,14 @@ class TrainConfig:
             ``benchmarks/expression_control.py``) it raised the shared level embedding's expression
             control from 0.06 to 0.28 and lowered the per-AU one's (``ModelConfig(au_level="per_au")``)
             from 0.42 to 0.23.
+        speech_au_dropout: the fraction of the corpus speech clips (the speech landmark loss, neutral
+            face) whose input :data:`SPEECH_AUS` are set to 0, chosen per clip with the clip's seed.
+            With ``au_input="detector"`` those channels carry the speaking mouth's opening (the
+            detector reads speech as AU25 / AU26), so the student can open its mouth from the AU
+            tokens instead of the audio, and on new speech spoken with a neutral face (input AUs 0:
+            what the lip-sync test and a user driving a preset give it) the mouth opens less. With a
+            fraction ``> 0`` the audio has to open the mouth on those clips. Default 0 (off: every
+            clip keeps the detector's reading).
     """
 
     steps: int = 300
@@ -158,9 +172,15 @@ class TrainConfig:
     expression_utterances: int = 0
     expression_batch: int = 8
     lambda_expression: float = 10.0
+    speech_au_dropout: float = 0.0
 
     def __post_init__(self) -> None:
         from .corpus import AUGMENTATION
+
+        if isinstance(self.speech_au_dropout, bool) or not (
+            isinstance(self.speech_au_dropout, (int, float)) and 0.0 <= self.speech_au_dropout <= 1.0
+        ):
+            raise ValueError(f"speech_au_dropout must be a fraction in [0, 1], got {self.speech_au_dropout!r}")
 
         if self.au_input not in AU_INPUTS:
             raise ValueError(f"au_input must be one of {AU_INPUTS}, got {self.au_input!r}")
@@ -320,6 +340,15 @@ def input_aus(cfg_au_input: str, aus_true: Tensor, au_noise: float, seed: int, p
     return landmark_aus(vertices)
 
 
+def without_speech_aus(aus: Tensor) -> Tensor:
+    """``aus [T, 17]`` with the :data:`SPEECH_AUS` columns set to 0 (a copy)."""
+    if aus.ndim != 2 or aus.shape[1] != aus_mod.N_AUS:
+        raise ValueError(f"aus: expected [T, {aus_mod.N_AUS}], got {list(aus.shape)}")
+    out = aus.clone()
+    out[:, [aus_mod.au_index(a) for a in SPEECH_AUS]] = 0.0
+    return out
+
+
 def make_cameras(cfg: TrainConfig) -> list[Camera]:
     return [Camera.orbit(yaw_deg=y, width=cfg.image_size, height=cfg.image_size) for y in cfg.yaws]
 
@@ -471,15 +500,7 @@ def build_dataset(cfg: TrainConfig, progress: bool = True) -> Dataset:
         (train if split == "train" else test).append(clip)
     ds = Dataset(train, test, cams, cfg.holdout_every)
     for k, utt in enumerate(tqdm(corpus[: cfg.corpus_utterances], desc="corpus speech", disable=not progress)):
-        s = cfg.seed * 1000 + 500 + k
-        # neutral expression: this loss teaches speech → mouth; the photometric clips teach the AUs.
-        # Emotion scripts here do not teach the student a surprise's jaw drop either: with a
-        # random script on a third / two thirds of these clips (300 steps, label phones), lip
-        # sync on the real recordings with the surprise edit stayed at -0.09 / 0.01 (a0007) and
-        # 0.45 / 0.60 (a0009), and on neutral speech it fell (pixel 0.76 / 0.57 on a0007)
-        ds.speech.append(
-            corpus_clip(utt, None, cfg.au_noise, s, cfg.augment, rig, cfg.corpus_phones == "labels", cfg.au_input)
-        )
+        ds.speech.append(speech_clip(utt, k, cfg, rig))
     for k, utt in enumerate(tqdm(corpus[: cfg.expression_utterances], desc="corpus expressions", disable=not progress)):
         s = cfg.seed * 1000 + 700 + k
         clip = corpus_clip(
@@ -499,6 +520,22 @@ def build_dataset(cfg: TrainConfig, progress: bool = True) -> Dataset:
         ds.train_frames.append(idx[~held])
         ds.heldout_frames.append(idx[held])
     return ds
+
+
+def speech_clip(utt, k: int, cfg: TrainConfig, rig: TeacherRig | None = None) -> Clip:
+    """The ``k``-th corpus clip of the speech landmark loss (:func:`build_dataset`): ``utt`` spoken
+    with a neutral face, seed ``cfg.seed * 1000 + 500 + k``; with ``cfg.speech_au_dropout`` its
+    input :data:`SPEECH_AUS` set to 0 when that seed's first draw falls below the fraction."""
+    s = cfg.seed * 1000 + 500 + k
+    # neutral expression: this loss teaches speech → mouth; the photometric clips teach the AUs.
+    # Emotion scripts here do not teach the student a surprise's jaw drop either: with a
+    # random script on a third / two thirds of these clips (300 steps, label phones), lip
+    # sync on the real recordings with the surprise edit stayed at -0.09 / 0.01 (a0007) and
+    # 0.45 / 0.60 (a0009), and on neutral speech it fell (pixel 0.76 / 0.57 on a0007)
+    clip = corpus_clip(utt, None, cfg.au_noise, s, cfg.augment, rig, cfg.corpus_phones == "labels", cfg.au_input)
+    if cfg.speech_au_dropout > 0 and random.Random(s).random() < cfg.speech_au_dropout:
+        clip.aus_input = without_speech_aus(clip.aus_input)
+    return clip
 
 
 def speech_test_clip(stem: str, cameras: list[Camera], cfg: TrainConfig) -> Clip:
@@ -1751,7 +1788,7 @@ def _key(*parts: dict) -> str:
 
 _DATA_FIELDS = (
     "image_size", "yaws", "au_noise", "n_scripts", "holdout_every", "seed", "corpus_utterances", "augment",
-    "corpus_phones", "expression_utterances", "au_input",
+    "corpus_phones", "expression_utterances", "au_input", "speech_au_dropout",
 )  # fmt: skip
 
 
@@ -1847,6 +1884,7 @@ LEGACY_TRAIN_FIELDS = {
     "expression_utterances": 0,
     "expression_batch": 8,
     "lambda_expression": 10.0,
+    "speech_au_dropout": 0.0,
 }
 
 

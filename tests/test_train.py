@@ -487,6 +487,41 @@ def test_noise_input_aus_and_bad_setting():
         T.TrainConfig(au_input="openface")
 
 
+def test_speech_au_dropout_zeroes_the_detected_speaking_mouth(corpus_cfg, corpus_data):
+    """``speech_au_dropout``: on the chosen corpus speech clips (``speech_clip``, as
+    ``build_dataset`` builds them) the input AU25 / AU26, which the detector reads from the
+    speaking mouth, are 0 and every other channel, the audio and the targets are unchanged; the
+    other clips keep the reading; out-of-range values are named."""
+    from emozone_lite.aus import au_index
+
+    speech = [au_index(a) for a in T.SPEECH_AUS]
+    assert [T.aus_mod.AU_NAMES[k] for k in speech] == ["AU25", "AU26"]
+    rest = [k for k in range(17) if k not in speech]
+    utts = T.corpus_selection(corpus_cfg.corpus_utterances + corpus_cfg.n_scripts)
+    for k, sp in enumerate(corpus_data.speech):  # the default keeps the reading: the mouth moves in AU25 / AU26
+        assert sp.aus_input[:, speech].std(0).min() > 0.1
+        assert torch.equal(T.speech_clip(utts[k], k, corpus_cfg).aus_input, sp.aus_input), "build_dataset's clip"
+    every = T.TrainConfig.from_dict({**corpus_cfg.to_dict(), "speech_au_dropout": 1.0})
+    for k, b in enumerate(corpus_data.speech):
+        a = T.speech_clip(utts[k], k, every)
+        assert float(a.aus_input[:, speech].abs().max()) == 0.0
+        assert torch.equal(a.aus_input[:, rest], b.aus_input[:, rest])
+        assert torch.equal(a.vertices, b.vertices) and torch.equal(a.mel_windows, b.mel_windows)
+    # a fraction drops the clips whose seed draws below it (seed 0, 0.5: clips 3 and 4 of 0-4)
+    half = T.TrainConfig.from_dict({**corpus_cfg.to_dict(), "speech_au_dropout": 0.5})
+    utts = T.corpus_selection(5)
+    dropped = [float(T.speech_clip(u, k, half).aus_input[:, speech].abs().max()) == 0.0 for k, u in enumerate(utts)]
+    assert dropped == [False, False, False, True, True], dropped
+    x = torch.rand(5, 17) + 1
+    y = T.without_speech_aus(x)
+    assert float(y[:, speech].abs().max()) == 0 and torch.equal(y[:, rest], x[:, rest]) and x.min() >= 1
+    with pytest.raises(ValueError, match=r"aus: expected \[T, 17\], got \[5, 16\]"):
+        T.without_speech_aus(torch.zeros(5, 16))
+    for bad in (-0.1, 1.5, True, "half"):
+        with pytest.raises(ValueError, match="speech_au_dropout must be a fraction in"):
+            T.TrainConfig(speech_au_dropout=bad)
+
+
 def test_landmark_aus_of_the_rest_mesh_are_zero():
     from emozone_lite.landmarks import load_canonical_mesh
 

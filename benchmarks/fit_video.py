@@ -7,9 +7,10 @@ The video is the teacher rig speaking ARCTIC a0007 + a0009 + a0007 (10 s) at 854
 (start-up included). ``render`` drives the fitted model with 10 s of speech it never heard
 (a Festival voice of the bundled corpus).
 
-Prints the times, the held-out report of ``fit`` (trained vs untrained) and writes
+Prints the times, the portrait ``fit`` built around the head (Gaussians, whole-frame PSNR / SSIM
+against the frame's square), the held-out report of ``fit`` (trained vs untrained) and writes
 ``OUT/fit_strip.png``: held-out video frames, the fitted student on the same frames, and the
-student on the new speech.
+student on the new speech as ``render`` draws it (in the fit's portrait).
 
     python benchmarks/fit_video.py [--out outputs/fit_bench] [--steps N] [--fast]
 """
@@ -150,6 +151,10 @@ def main() -> None:
     for k, v in times.items():
         print(f"  {k:7s} {v:6.1f} s")
     print(f"  fit stages: {rep['seconds']} s; {rep['steps']} steps, median {rep['seconds_per_step'] * 1e3:.0f} ms/step")
+    pr = rep.get("portrait")
+    if pr:
+        print(f"  portrait: {pr['gaussians']} Gaussians, PSNR {pr['psnr']:.2f} dB, SSIM {pr['ssim']:.3f} at "
+              f"{pr['size']}² against the frame's {pr['photo_side']}² square")  # fmt: skip
     print(f"held-out (last 10 %: {rep['frames']['heldout']} frames from {rep['heldout_from_s']:.2f} s)")
     print("  model      PSNR(face) LMD(px) LMD-mouth lip-sync r  mouth range")
     for k in ("trained", "untrained"):

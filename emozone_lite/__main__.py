@@ -42,6 +42,11 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument(
         "--head", default=None, help="the head PLY the checkpoint was trained on (default: the one it names)"
     )
+    r.add_argument(
+        "--portrait", default="auto",
+        help="the portrait PLY to draw the face in; 'auto' (default): a fit folder's portrait.ply, or the "
+        "bundled portrait for a model on the bundled head; 'none': the face alone on white",
+    )  # fmt: skip
     k = sub.add_parser("track", help="your talking video → an OpenFace 2.x AU CSV (MediaPipe landmarks → AUs)")
     k.add_argument("video", help="mp4 / mov / avi / webm / mkv with a visible face")
     k.add_argument("--out", required=True, help="the OpenFace CSV to write (its folder must exist)")
@@ -53,7 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     f.add_argument("video", help="mp4 / mov / avi / webm / mkv of one person speaking, face visible")
     f.add_argument(
-        "--out", required=True, help="folder for model.pt, head.ply, aus.csv, fit.json, report.json (resumed)"
+        "--out",
+        required=True,
+        help="folder for model.pt, head.ply, portrait.ply, aus.csv, fit.json, report.json (resumed)",
     )
     f.add_argument("--audio", default=None, help="the speech, when the video has no sound track")
     f.add_argument(
@@ -101,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             r = fit_video(a.video, a.out, audio=a.audio, config=cfg, progress=not a.quiet)
             tr, un = r.report["trained"], r.report["untrained"]
             print(
-                f"wrote {a.out}/ (model.pt, head.ply, aus.csv, fit.json, report.json) in "
+                f"wrote {a.out}/ ({', '.join(p.name for p in r.paths.values())}) in "
                 f"{sum(r.seconds.values()):.0f} s; held-out {tr['frames']} frames: PSNR {tr['psnr']:.2f} dB "
                 f"(untrained {un['psnr']:.2f}), LMD {tr['lmd']:.2f} px (untrained {un['lmd']:.2f}), "
                 f"lip sync r {tr['lip_sync']:.2f}"
@@ -117,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             from .demo import render_files
 
-            path = render_files(a.audio, a.checkpoint, a.out, aus=a.aus, yaw=a.yaw, size=a.size, head=a.head)
+            path = render_files(a.audio, a.checkpoint, a.out, aus=a.aus, yaw=a.yaw, size=a.size, head=a.head,
+                                portrait=a.portrait)  # fmt: skip
             print(f"wrote {path}")
     except (ValueError, FileNotFoundError) as e:
         print(f"emozone-lite {a.cmd}: error: {e}", file=sys.stderr)

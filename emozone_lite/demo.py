@@ -134,6 +134,30 @@ def demo(fast: bool = False, out: str | os.PathLike = "outputs", progress: bool 
     return metrics
 
 
+def _render_portrait(model, checkpoint, ck: dict, head, portrait):
+    """The :class:`~emozone_lite.head.portrait.Portrait` :func:`render_files` draws the face in, or None."""
+    from .head.portrait import load_portrait, matches_head
+
+    if portrait is None or portrait == "none":
+        return None
+    if portrait != "auto":
+        p = load_portrait(portrait)
+        if not matches_head(p, model.means):
+            raise ValueError(f"portrait {portrait}: its face is not the head this checkpoint was trained on")
+        return p
+    if head is None and ck.get("head_file"):  # a fit folder: its own portrait, when it has one
+        beside = Path(checkpoint).parent / "portrait.ply"
+        if beside.exists() and beside.with_suffix(".json").exists():
+            p = load_portrait(beside)
+            return p if matches_head(p, model.means) else None
+        return None
+    try:
+        p = load_portrait()
+    except FileNotFoundError:
+        return None
+    return p if matches_head(p, model.means) else None
+
+
 def render_files(
     audio: str,
     checkpoint: str,
@@ -143,13 +167,22 @@ def render_files(
     size: int = 256,
     progress: bool = True,
     head: str | None = None,
+    portrait: str | None = "auto",
 ) -> Path:
     """Render your own speech (any common format) and OpenFace CSV with a trained checkpoint.
 
     An AU track whose length differs from the audio is resampled to the audio's frame
     count (25 fps), with a warning; no AU file means a neutral face. ``head``: the head PLY
     the checkpoint was trained on (default: the one it names — a ``fit`` folder's
-    ``head.ply`` — else the bundled head).
+    ``head.ply`` — else the bundled head). ``portrait``: the whole portrait to render the face
+    in, from its photo's camera orbited by ``yaw`` and zoomed on head and shoulders (as the
+    studio): ``"auto"`` (default) — the ``portrait.ply`` beside the checkpoint's head (what
+    ``fit`` writes), else the bundled portrait when the model is on the bundled head, else none —
+    a portrait PLY, or ``None`` / ``"none"``: the face alone on white from the front orbit.
+
+    Raises:
+        ValueError: a portrait whose face is not the model's head (or an unreadable checkpoint).
+        FileNotFoundError: the checkpoint, audio, AU file or a named portrait is missing.
     """
     from .audio import load_audio
     from .aus import AUTrack, read_openface_csv
@@ -157,7 +190,8 @@ def render_files(
     from .train import load_model
     from .viz import write_video
 
-    model, _ = load_model(checkpoint, head=None if head is None else load_head(head))
+    model, ck = load_model(checkpoint, head=None if head is None else load_head(head))
+    scene = _render_portrait(model, checkpoint, ck, head, portrait)
     wave = load_audio(audio)
     feats = model.audio_features(wave, 16000)  # log-mel or phone windows, as the model was trained
     T = feats.n_frames
@@ -173,12 +207,19 @@ def render_files(
             )
             track = track.resample(n_frames=T)
         values = track.values
+    cam, background = _front_camera(size, yaw), None
+    if scene is not None:
+        from .head.portrait import render_scenery
+
+        cam = scene.view(yaw_deg=yaw, size=size, zoom=2.0)
+        background = render_scenery(scene, cam)
     frames = render_clip(
         model,
         torch.as_tensor(feats.mel_windows),
         torch.as_tensor(feats.energy),
         torch.as_tensor(values, dtype=torch.float32),
-        _front_camera(size, yaw),
+        cam,
         progress=progress,
+        background=background,
     )
     return write_video(frames, out, fps=feats.fps, audio=(wave, 16000))

@@ -8,8 +8,10 @@ The teacher rig is not needed: the student learns from the video's own frames.
 3. **The head**: :func:`emozone_lite.head.build_head` on one frame (``--frame K``; default the
    training frame with the lowest AU intensities, the most neutral one) — registered, seeded,
    coloured, fitted and made neutral, as for the bundled photo — written as ``DIR/head.ply``.
-   (The head is the face, as everywhere in the toolkit: hair, neck and background are the
-   full-portrait issue's.)
+   **The portrait** around it (:func:`emozone_lite.head.portrait.build_portrait` on the largest
+   square of that frame centred on the face: hair, neck, shoulders and the room as Gaussians
+   fitted the 3DGS way, the face being the head's) — written as ``DIR/portrait.ply`` with its
+   camera sidecar ``DIR/portrait.json`` (``FitConfig.portrait``; ``"none"``: no portrait).
 4. **Each frame's pose**: the head's rest mesh posed rigidly onto the frame's landmarks
    (:func:`emozone_lite.head.solve_pose`, soft-L1 so the moving lips and brows pull less),
    with the intrinsics of the head's frame; the frame is cropped around the posed head at
@@ -26,7 +28,7 @@ The teacher rig is not needed: the student learns from the video's own frames.
    the video, for the trained model and for the untrained one (the rest head) beside it.
 
 ``emozone-lite render --checkpoint DIR/model.pt`` renders the fitted person with new audio
-(the checkpoint names its ``head.ply``).
+(the checkpoint names its ``head.ply``) in that portrait, from the frame's camera.
 
 Examples:
     >>> from emozone_lite.fit import fit_video  # doctest: +SKIP
@@ -60,6 +62,8 @@ SPEECH_SR = 16000
 #: Shortest video ``fit`` takes, in model frames (1.2 s): the training part must cover
 #: CIT-AE's AU window at least partly and the held-out part two frames.
 MIN_FRAMES = 30
+#: Settings of ``FitConfig.portrait``.
+PORTRAITS = ("full", "fast", "none")
 
 
 @dataclass
@@ -84,6 +88,9 @@ class FitConfig:
             poorly differ in the others), at learning rate ``lr_colors``.
         frame: the video frame (0-based, in decoding order) the head is built from; ``None``:
             the training frame with the lowest sum of tracked AU intensities.
+        portrait: the portrait built around the head from the same frame: ``"full"`` (the
+            shipped portrait's :class:`~emozone_lite.head.portrait.PortraitConfig`, 1300 fit
+            iterations at 256²), ``"fast"`` (``PortraitConfig.fast()``) or ``"none"``.
         ckpt_every: steps between checkpoints.
         seed: seeds the head's sampling, the model's initialisation and the batches.
     """
@@ -102,10 +109,13 @@ class FitConfig:
     learn_colors: bool = True
     lr_colors: float = 2e-3
     frame: int | None = None
+    portrait: str = "full"
     ckpt_every: int = 50
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if self.portrait not in PORTRAITS:
+            raise ValueError(f"FitConfig.portrait must be one of {PORTRAITS}, got {self.portrait!r}")
         for name in ("steps", "batch_frames", "image_size", "head_gaussians", "head_size", "ckpt_every"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"FitConfig.{name} must be at least 1, got {getattr(self, name)}")
@@ -127,7 +137,8 @@ class FitConfig:
     @classmethod
     def fast(cls, **kw) -> FitConfig:
         """A small configuration for CI and ``--fast`` runs (same code, fewer steps / pixels)."""
-        base = dict(steps=60, image_size=64, head_gaussians=3000, head_iters=30, head_size=128, ckpt_every=20)
+        base = dict(steps=60, image_size=64, head_gaussians=3000, head_iters=30, head_size=128, ckpt_every=20,
+                    portrait="fast")  # fmt: skip
         base.update(kw)
         return cls(**base)
 
@@ -455,6 +466,44 @@ def _head_frame(track, cut_video_frame: int, frame: int | None, video) -> int:
     return int(ok[np.argmin(track.aus.values[ok].sum(1))])
 
 
+def portrait_photo(photo: np.ndarray, head, camera) -> np.ndarray:
+    """The largest square of ``photo [H, W, 3]`` centred on the head's projection (as far as the
+    frame allows): what :func:`~emozone_lite.head.portrait.build_portrait` fits the portrait to."""
+    H, W = photo.shape[:2]
+    side = min(H, W)
+    with torch.no_grad():
+        cx, cy = camera.project(head.means.float()).mean(0).tolist()
+    x0 = int(np.clip(round(cx - side / 2), 0, W - side))
+    y0 = int(np.clip(round(cy - side / 2), 0, H - side))
+    return photo[y0 : y0 + side, x0 : x0 + side]
+
+
+def _build_portrait(video, frame: int, head, camera, cfg: FitConfig, out: Path, progress: bool) -> dict | None:
+    """``out/portrait.ply`` (and its sidecar) around ``head`` from video frame ``frame``, unless
+    ``cfg.portrait`` is ``"none"`` (→ None) or it is there; its fit resumes from
+    ``out/.portrait-fit.pt``. Returns the report's ``portrait`` entry: its Gaussian count and
+    whole-frame PSNR / SSIM at its fit size against the square of the frame it was fitted to."""
+    from .head.photo import load_photo
+    from .head.portrait import PortraitConfig, build_portrait, load_portrait, resize_photo
+    from .metrics import psnr, ssim
+
+    if cfg.portrait == "none":
+        return None
+    path = out / "portrait.ply"
+    photo = load_photo(portrait_photo(_grab_frame(video, frame), head, camera))
+    if not (path.exists() and path.with_suffix(".json").exists()):
+        pc = PortraitConfig.fast() if cfg.portrait == "fast" else PortraitConfig()
+        ckpt = out / ".portrait-fit.pt"
+        build_portrait(photo, head=head, out_path=path, config=pc, checkpoint=ckpt, progress=progress)
+        ckpt.unlink(missing_ok=True)
+    p = load_portrait(path)
+    target = torch.as_tensor(resize_photo(photo, p.camera, p.camera.width)[1])
+    with torch.no_grad():
+        img = p.render()
+    return {"file": path.name, "gaussians": len(p.cloud), "size": p.camera.width, "photo_side": photo.shape[0],
+            "psnr": float(psnr(img, target)), "ssim": float(ssim(img, target))}  # fmt: skip
+
+
 def _fit_record(video: Path, frame: int, cfg: FitConfig, model_cfg, build) -> dict:
     cam = build.camera
     return {
@@ -481,8 +530,8 @@ def fit_video(
 
     Args:
         video: the talking video (any format ``track`` reads).
-        out_dir: the folder to write ``model.pt``, ``head.ply``, ``aus.csv``, ``fit.json`` and
-            ``report.json`` to (made if missing; its parent must exist). A folder holding an
+        out_dir: the folder to write ``model.pt``, ``head.ply``, ``portrait.ply`` (+ ``.json``),
+            ``aus.csv``, ``fit.json`` and ``report.json`` to (made if missing; its parent must exist). A folder holding an
             earlier fit of the same video and configs is resumed.
         audio: a speech file to use instead of the video's sound track.
         config: :class:`FitConfig` (default ``FitConfig()``).
@@ -564,6 +613,9 @@ def fit_video(
             with atomic_write(record_path, "w") as f:
                 json.dump(_fit_record(video, frame, cfg, model_cfg, build), f)
         seconds["head"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        portrait = _build_portrait(video, frame, head, camera, cfg, out, progress)
+        seconds["portrait"] = time.perf_counter() - t0
 
         def new_model():
             seed_everything(cfg.seed)
@@ -592,6 +644,7 @@ def fit_video(
             },  # fmt: skip
             "fps": {"video": track.fps, "model": FIT_FPS},
             "head_frame": frame,
+            "portrait": portrait,
             "heldout_from_s": float(data.times[int(round(data.n_frames * (1.0 - cfg.holdout)))]),
             "trained": trained,
             "untrained": untrained,
@@ -609,10 +662,12 @@ def fit_video(
     except BaseException:
         tmp = out / ".aus.csv.partial"
         if tmp.exists():
-            tmp.unlink()
+            tmp.unlink()  # (an interrupted portrait fit keeps its .portrait-fit.pt: a rerun resumes it)
         if made and not any(out.iterdir()):
             shutil.rmtree(out, ignore_errors=True)  # nothing of this run is left behind
         raise
     paths = {k: out / v for k, v in
              {"model": "model.pt", "head": "head.ply", "aus": "aus.csv", "fit": "fit.json", "report": "report.json"}.items()}  # fmt: skip
+    if portrait is not None:
+        paths["portrait"] = out / portrait["file"]
     return FitResult(model, head, report, paths, seconds)

@@ -86,6 +86,8 @@ def test_fit_config_checks_and_round_trips():
         FitConfig(image_size=8)
     with pytest.raises(ValueError, match="frame"):
         FitConfig(frame=-1)
+    with pytest.raises(ValueError, match=r"FitConfig.portrait must be one of \('full', 'fast', 'none'\)"):
+        FitConfig(portrait="hd")
     with pytest.raises(ValueError, match="unknown|stepz"):
         FitConfig.from_dict({"stepz": 3})
 
@@ -146,10 +148,19 @@ def test_solve_pose_recovers_a_pose_despite_moving_points():
 
 # --------------------------------------------------------------------------- end to end
 def test_fit_writes_its_files_and_beats_the_untrained_model_on_held_out_frames(clip, fitted):
+    from emozone_lite.head.portrait import load_portrait, matches_head
+
     r, out = fitted
-    for name in ("model.pt", "head.ply", "aus.csv", "fit.json", "report.json"):
+    for name in ("model.pt", "head.ply", "portrait.ply", "portrait.json", "aus.csv", "fit.json", "report.json"):
         assert (out / name).is_file(), name
     assert not list(out.glob(".*")), "no temporary file left"
+    # the portrait around the fitted head, from the head's frame (FAST: 96², 120 iterations)
+    po = load_portrait(out / "portrait.ply")
+    assert po.n_face == len(r.head) and matches_head(po, r.model.means)
+    assert r.paths["portrait"] == out / "portrait.ply"
+    pr = r.report["portrait"]
+    assert pr["gaussians"] == len(po.cloud) > len(r.head) and pr["size"] == 96 and pr["photo_side"] == H
+    assert pr["psnr"] > 20 and pr["ssim"] > 0.7, pr  # measured 22.85 dB, SSIM 0.835
     rep = json.loads((out / "report.json").read_text())
     assert rep == r.report
     assert rep["untrained"]["lip_sync"] is None, "a mouth that does not move has no correlation (NaN → null)"
@@ -251,6 +262,41 @@ def test_render_of_the_fitted_model_with_new_audio_writes_an_mp4_with_sound(fitt
     assert "head.ply" in capsys.readouterr().err
     assert main(["render", "--audio", str(data_path("arctic_a0009.wav")), "--checkpoint", str(lone / "model.pt"),
                  "--head", str(out / "head.ply"), "--out", str(tmp_path / "y.mp4"), "--size", "64"]) == 0  # fmt: skip
+
+
+def test_render_draws_the_fitted_face_in_the_fit_portrait(fitted, tmp_path, capsys):
+    """``render --portrait``: ``auto`` (default) picks the fit folder's portrait.ply (the frame's
+    room around the face); ``none`` the face alone on white; a portrait of another head is an error."""
+    import av
+
+    from emozone_lite.demo import _render_portrait
+    from emozone_lite.head.portrait import matches_head
+    from emozone_lite.train import load_model
+
+    _, out = fitted
+    ckpt = out / "model.pt"
+    model, ck = load_model(ckpt)
+    po = _render_portrait(model, ckpt, ck, None, "auto")
+    assert (
+        po is not None
+        and matches_head(po, model.means)
+        and len(po.cloud) == json.loads((out / "report.json").read_text())["portrait"]["gaussians"]
+    )
+    assert _render_portrait(model, ckpt, ck, None, "none") is None
+    wav = str(data_path("arctic_a0009.wav"))
+    frames = {}
+    for how in ("auto", "none"):
+        mp4 = tmp_path / f"{how}.mp4"
+        assert main(["render", "--audio", wav, "--checkpoint", str(ckpt), "--out", str(mp4), "--size", "64",
+                     "--portrait", how]) == 0  # fmt: skip
+        with av.open(str(mp4)) as c:
+            frames[how] = next(c.decode(video=0)).to_ndarray(format="rgb24").astype(float)
+    assert np.abs(frames["auto"] - frames["none"]).mean() > 5, "the portrait's camera and scenery differ from the orbit"
+    # the bundled portrait's face is the bundled head, not this person's
+    assert main(["render", "--audio", wav, "--checkpoint", str(ckpt), "--out", str(tmp_path / "z.mp4"),
+                 "--portrait", str(data_path("portrait.ply"))]) == 2  # fmt: skip
+    assert "its face is not the head this checkpoint was trained on" in capsys.readouterr().err
+    assert not (tmp_path / "z.mp4").exists()
 
 
 def test_fit_command_line_prints_the_report(clip, fitted, capsys):

@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> dict:
     ref = next(iter(jobs.values()))  # the cameras and test-clip settings are every run's
     speech = [T.speech_test_clip(r, ref[2].cameras, ref[1]) for r in RECORDINGS]
     heads = [f"{r[-5:]} sync / range" for r in RECORDINGS]
-    print("| run | intended rise | others | " + " | ".join(presets + heads) + " |")
+    print("| run | intended rise | others | " + " | ".join([*presets, *heads]) + " |")
     print("|---|---:|---:|" + "---:|" * (len(presets) + len(heads)))
     models = {"shipped model (shared, script + noise, 3 clips, no speech augmentation)": T.shipped_model}
     for name, j in jobs.items():  # train() loads the finished run

@@ -175,10 +175,11 @@ def render_files(
     count (25 fps), with a warning; no AU file means a neutral face. ``head``: the head PLY
     the checkpoint was trained on (default: the one it names — a ``fit`` folder's
     ``head.ply`` — else the bundled head). ``portrait``: the whole portrait to render the face
-    in, from its photo's camera orbited by ``yaw`` and zoomed on head and shoulders (as the
-    studio): ``"auto"`` (default) — the ``portrait.ply`` beside the checkpoint's head (what
-    ``fit`` writes), else the bundled portrait when the model is on the bundled head, else none —
-    a portrait PLY, or ``None`` / ``"none"``: the face alone on white from the front orbit.
+    in, from its photo's camera orbited by ``yaw`` and zoomed until the face spans a third of the
+    frame's width (:meth:`~emozone_lite.head.portrait.Portrait.framing_zoom`; never wider than the
+    photo): ``"auto"`` (default) — the ``portrait.ply`` beside the checkpoint's head (what ``fit``
+    writes), else the bundled portrait when the model is on the bundled head, else none — a
+    portrait PLY, or ``None`` / ``"none"``: the face alone on white from the front orbit.
 
     Raises:
         ValueError: a portrait whose face is not the model's head (or an unreadable checkpoint).
@@ -211,7 +212,7 @@ def render_files(
     if scene is not None:
         from .head.portrait import render_scenery
 
-        cam = scene.view(yaw_deg=yaw, size=size, zoom=2.0)
+        cam = scene.view(yaw_deg=yaw, size=size, zoom=scene.framing_zoom())
         background = render_scenery(scene, cam)
     frames = render_clip(
         model,

@@ -71,9 +71,11 @@ class FitConfig:
     """How ``fit`` builds the head and trains the student (saved in ``model.pt`` and ``fit.json``).
 
     Attributes:
-        steps: optimiser steps. Measured on a 10 s 854×480 30 fps teacher video (2 cores): 300
-            steps (32 s) left the held-out mouth opening 0.32 as wide as the detected one, 1000
-            steps (122 s) 0.89 (held-out PSNR in the face region 24.2 → 24.9 dB, LMD 0.61 → 0.44 px).
+        steps: optimiser steps. Measured on a 10 s 854×480 30 fps teacher video (2 cores,
+            ``benchmarks/fit_video.py``): with model version 6, 300 steps (32 s) left the held-out
+            mouth opening 0.32 as wide as the detected one, 1000 steps (122 s) 0.89 (held-out PSNR in
+            the face region 24.2 → 24.9 dB, LMD 0.61 → 0.44 px); with model version 8, 1000 steps
+            (155 s on a slower machine) 0.59 (PSNR 25.17 dB, LMD 0.43 px).
         lr: Adam learning rate.
         batch_frames: video frames per step.
         image_size: side of the square face crop the student is rendered and compared at.

@@ -425,6 +425,17 @@ def test_zoom_centres_the_face(bundled):
         bundled.view(zoom=0.0)
 
 
+def test_framing_zoom_makes_the_face_a_third_of_the_width(bundled):
+    """``Portrait.framing_zoom``: at that zoom the face spans ``face_share`` of the image's width;
+    never below 1 (a face that already fills the photo stays as photographed)."""
+    z = bundled.framing_zoom()
+    assert 1.9 < z < 2.1, z  # the bundled portrait: 2.02 (the studio's and demo's 2.0)
+    cam = bundled.view(size=128, zoom=z)
+    u = cam.project(bundled.cloud.means[: bundled.n_face].float())[:, 0]
+    assert float(u.quantile(0.99) - u.quantile(0.01)) / 128 == pytest.approx(0.35, abs=0.01)
+    assert bundled.framing_zoom(face_share=0.05) == 1.0
+
+
 @pytest.mark.parametrize("yaw", [-30.0, 0.0, 30.0])
 def test_face_over_scenery_equals_the_joint_render(bundled, yaw):
     """``face + (1 − α) · render_scenery`` (how the studio and demo draw a model's face into the

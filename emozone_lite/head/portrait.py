@@ -999,6 +999,16 @@ class Portrait:
         """:func:`portrait_camera` about the face's centre."""
         return portrait_camera(self.camera, self.target, yaw_deg, pitch_deg, size, zoom)
 
+    def framing_zoom(self, face_share: float = 0.35) -> float:
+        """The :meth:`view` zoom at which the face spans ``face_share`` of the image's width
+        (its Gaussians' 1st–99th percentile, from the photo's camera), never below 1 (the photo's
+        own framing: zooming out would show what the photo does not). The bundled portrait: 2.02;
+        a ``fit`` portrait of a face-filling video frame: 1."""
+        with torch.no_grad():
+            u = self.camera.project(self.cloud.means[: self.n_face].float())[:, 0]
+        width = float(u.quantile(0.99) - u.quantile(0.01)) / self.camera.width
+        return max(1.0, face_share / max(width, 1e-6))
+
     def render(self, yaw_deg: float = 0.0, pitch_deg: float = 0.0, size: int | None = None, zoom: float = 1.0,
                backend="auto") -> Tensor:  # fmt: skip
         """``[H, W, 3]`` the portrait from :meth:`view`."""

@@ -53,6 +53,7 @@ RUNS: dict[str, tuple[dict, dict]] = {
     "shared, detector, 7 clips": ({}, {"n_scripts": 7}),
     "per-AU, script + noise, 3 clips": ({"au_level": "per_au"}, {"au_input": "noise"}),
     "per-AU, script + noise, 7 clips": ({"au_level": "per_au"}, {"au_input": "noise", "n_scripts": 7}),
+    "per-AU, detector, 3 clips, speech AUs dropped on a quarter": ({"au_level": "per_au"}, {"speech_au_dropout": 0.25}),
     "per-AU, detector, 3 clips, speech AUs dropped on half": ({"au_level": "per_au"}, {"speech_au_dropout": 0.5}),
     "per-AU, detector, 3 clips, speech AUs dropped on all": ({"au_level": "per_au"}, {"speech_au_dropout": 1.0}),
 }

@@ -11,7 +11,10 @@ Renders the teacher head from the front at ``--size``² and runs the toolkit's f
    from MediaPipe's blendshapes (``landmarks.blendshapes_to_aus``, the reading the targets are
    stated for) and geometrically from the detected landmarks relative to the detected neutral
    face (``landmarks.estimate_aus``, OpenFace-style person normalisation).
-3. **Speech**: over each bundled utterance, the correlation of the mouth opening the detector
+3. **Each AU alone at its FACS maximum** (intensity 5): what the two readings see of it, and
+   the raw blendshape scores it is read from (their rise over neutral) — where a blendshape
+   score does not move while the landmarks do, no face geometry can raise that reading.
+4. **Speech**: over each bundled utterance, the correlation of the mouth opening the detector
    measures with the rig's geometric opening (target ≥ 0.9), and the lip gap on the bilabials
    /p b m/ as a fraction of the utterance's largest (target ≤ 10 %), on pixels and in the mesh.
 
@@ -67,6 +70,30 @@ def presets(head, rig, cam) -> dict:
                 "per_au": {A.AU_NAMES[k]: round(float(d[k]), 2) for k in range(17)},
             }
         out["presets"][name] = row
+    return out
+
+
+def single_aus(head, rig, cam) -> dict:
+    """Each AU alone at intensity 5 (its FACS maximum): the blendshape and the landmark readings
+    of it over neutral, and the rise of the raw blendshape scores it is read from."""
+    from emozone_lite import aus as A
+    from emozone_lite.landmarks import BLENDSHAPE_TO_AU, blendshapes_to_aus, detect_landmarks, estimate_aus
+
+    neutral = detect_landmarks(_render(head, rig, cam))
+    n_bs = blendshapes_to_aus(neutral.blendshapes)
+    out = {}
+    for au in BLENDSHAPE_TO_AU:
+        k = A.au_index(au)
+        a = np.zeros(17, np.float32)
+        a[k] = 5.0
+        face = detect_landmarks(_render(head, rig, cam, a))
+        out[au] = {
+            "blendshapes": float(blendshapes_to_aus(face.blendshapes)[k] - n_bs[k]),
+            "geometric": float(estimate_aus(face, neutral=neutral)[k]),
+            "scores": {
+                b: round(float(face.blendshapes[b] - neutral.blendshapes[b]), 3) for b, _ in BLENDSHAPE_TO_AU[au]
+            },
+        }
     return out
 
 
@@ -141,7 +168,8 @@ def main(argv: list[str] | None = None) -> dict:
     t0 = time.perf_counter()
     head, rig = load_head(), TeacherRig.default()
     cam = Camera.orbit(0, width=a.size, height=a.size)
-    res = {"size": a.size, **presets(head, rig, cam), "speech": speech(head, rig, cam)}
+    res = {"size": a.size, **presets(head, rig, cam), "single_aus": single_aus(head, rig, cam),
+           "speech": speech(head, rig, cam)}  # fmt: skip
     n = res["neutral"]
     checks = {
         "neutral AU12 <= 1.0": n["AU12"] <= 1.0,
@@ -159,6 +187,10 @@ def main(argv: list[str] | None = None) -> dict:
         for how in ("blendshapes", "geometric"):
             checks[f"{name}: intended rise >= 1.5 ({how})"] = r[how]["intended_rise"] >= 1.5
             checks[f"{name}: others move <= 0.5 ({how})"] = r[how]["others_move"] <= 0.5
+    print(f"\n{'AU alone at 5':<14}{'blendshapes':>12}{'geometric':>10}   raw blendshape scores (rise)")
+    for au, r in res["single_aus"].items():
+        scores = ", ".join(f"{b} {v:+.3f}" for b, v in r["scores"].items())
+        print(f"{au:<14}{r['blendshapes']:>12.2f}{r['geometric']:>10.2f}   {scores}")
     print(
         f"\n{'utterance':<14}{'corr pixel~geom':>16}{'bilabial gap pixel':>20}{'geom':>7}{'max gap mm':>12}{'no face':>9}"
     )

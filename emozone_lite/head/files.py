@@ -49,6 +49,10 @@ def _missing_head_error(where: str) -> FileNotFoundError:
 def load_head(path=None) -> GaussianCloud:
     """Load a head PLY (default: the bundled ``head.ply``, ``data_path(DEFAULT_HEAD)``) and check its extras.
 
+    The head is the face the teacher poses and the student deforms; the whole portrait around it
+    (hair, neck, shoulders, background) is :func:`emozone_lite.head.portrait.load_portrait`, whose
+    first ``n_face`` Gaussians are this head (README: "Decided: head.load_head() stays the face head").
+
     Args:
         path: a head PLY (default: the bundled one, looked up when called, so
             ``EMOZONE_DATA`` set later is honoured).

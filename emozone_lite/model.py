@@ -81,7 +81,7 @@ class ModelConfig:
             steps by 1.19 against 0.41 (target met), but that ``"per_au"`` run opened the mouth on
             new speech to only 0.51–0.59 of the teacher's range on pixels; with the detector's
             speech AUs set to 0 on half the speech clips (``TrainConfig.speech_au_dropout=0.5``) it
-            met every lip-sync target and read 0.96 (README, "Training length is the lever …").
+            met every lip-sync target and read 0.96 (seed 1: 0.39; README, "Training length is the lever …").
         face_motion: how the face-surface Gaussians move: ``"carried"`` (default: the field's
             offsets are read out onto the mesh vertices, :meth:`EmoZoneLite.vertex_displacement`,
             and carried back to every face Gaussian through its triangle, so the rendered skin

@@ -42,18 +42,26 @@ def _label(img: np.ndarray, text: str) -> np.ndarray:
     return np.stack(out)
 
 
+def _bundled_portrait(model):
+    """The bundled portrait when it is there and its face is ``model``'s head, else None."""
+    from .head.portrait import load_portrait, matches_head
+
+    try:
+        p = load_portrait()
+    except FileNotFoundError:
+        return None
+    return p if matches_head(p, model.means) else None
+
+
 def _portrait_video(model, clip, size: int, path: Path, wav, progress: bool) -> Path | None:
     """The held-out clip again, the face rendered in the whole portrait (hair, neck, shoulders,
     background; :mod:`emozone_lite.head.portrait`), from the photo's camera zoomed on head and
     shoulders. ``None`` when the bundled portrait is missing or does not fit the model's head."""
-    from .head.portrait import load_portrait, matches_head, render_scenery
+    from .head.portrait import render_scenery
     from .viz import write_video
 
-    try:
-        portrait = load_portrait()
-    except FileNotFoundError:
-        return None
-    if not matches_head(portrait, model.means):
+    portrait = _bundled_portrait(model)
+    if portrait is None:
         return None
     cam = portrait.view(size=size, zoom=2.0)
     frames = render_clip(model, clip.audio_for(model), clip.energy, clip.aus_input, cam, progress=progress,
@@ -151,11 +159,7 @@ def _render_portrait(model, checkpoint, ck: dict, head, portrait):
             p = load_portrait(beside)
             return p if matches_head(p, model.means) else None
         return None
-    try:
-        p = load_portrait()
-    except FileNotFoundError:
-        return None
-    return p if matches_head(p, model.means) else None
+    return _bundled_portrait(model)
 
 
 def render_files(

@@ -480,10 +480,12 @@ def portrait_photo(photo: np.ndarray, head, camera) -> np.ndarray:
     return photo[y0 : y0 + side, x0 : x0 + side]
 
 
-def _build_portrait(video, frame: int, head, camera, cfg: FitConfig, out: Path, progress: bool) -> dict | None:
+def _build_portrait(video, frame: int, head, camera, cfg: FitConfig, out: Path, progress: bool,
+                    photo: np.ndarray | None = None) -> dict | None:  # fmt: skip
     """``out/portrait.ply`` (and its sidecar) around ``head`` from video frame ``frame``, unless
     ``cfg.portrait`` is ``"none"`` (→ None) or it is there; its fit resumes from
-    ``out/.portrait-fit.pt``. Returns the report's ``portrait`` entry: its Gaussian count and
+    ``out/.portrait-fit.pt``; ``photo``: that frame when the caller has decoded it already.
+    Returns the report's ``portrait`` entry: its Gaussian count and
     whole-frame PSNR / SSIM at its fit size against the square of the frame it was fitted to."""
     from .head.photo import load_photo
     from .head.portrait import PortraitConfig, build_portrait, load_portrait, resize_photo
@@ -492,7 +494,8 @@ def _build_portrait(video, frame: int, head, camera, cfg: FitConfig, out: Path, 
     if cfg.portrait == "none":
         return None
     path = out / "portrait.ply"
-    photo = load_photo(portrait_photo(_grab_frame(video, frame), head, camera))
+    frame_img = _grab_frame(video, frame) if photo is None else photo
+    photo = load_photo(portrait_photo(frame_img, head, camera))
     if not (path.exists() and path.with_suffix(".json").exists()):
         pc = PortraitConfig.fast() if cfg.portrait == "fast" else PortraitConfig()
         ckpt = out / ".portrait-fit.pt"
@@ -597,6 +600,7 @@ def fit_video(
                 f"{out} holds a fit of another video, frame or config ({record.get('video')}, frame "
                 f"{record.get('frame')}); use another --out folder, or delete it to start again"
             )
+        photo = None  # the head's frame, decoded only when the head is built here
         if same:  # resume: the head is built
             head = load_head(head_path)
             c = record["camera"]
@@ -616,7 +620,7 @@ def fit_video(
                 json.dump(_fit_record(video, frame, cfg, model_cfg, build), f)
         seconds["head"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        portrait = _build_portrait(video, frame, head, camera, cfg, out, progress)
+        portrait = _build_portrait(video, frame, head, camera, cfg, out, progress, photo=photo)
         seconds["portrait"] = time.perf_counter() - t0
 
         def new_model():
